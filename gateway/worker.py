@@ -1,0 +1,362 @@
+"""A worker process: holds a share of the client connections and writes their frames.
+
+The kernel spreads new connections over the workers (SO_REUSEPORT); each
+worker logs its clients in, registers their users with the router, and
+delivers what the router sends it. Everything periodic runs from one tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import signal
+import socket
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+from gateway import frames
+from gateway.connection import ClientConnection, ConnState
+from gateway.http import RequestHead, response
+from gateway.login import INVALID_CREDENTIALS, NextcloudLogin
+from gateway.router_link import LinkState, RouterLink
+from gateway.timers import Deadlines, PingWheel
+from shared import ipc, logs
+from shared.config import Config
+from shared.errors import LoginError, UpstreamError
+from shared.heartbeat import Heartbeat
+
+log = logging.getLogger("gateway.worker")
+
+AUTH_TIMEOUT = 15.0
+PING_INTERVAL = 30
+TICK = 1.0
+STATS_INTERVAL = 2.0
+MAX_UNAUTHENTICATED = 4096
+# Bytes a client may leave unread before it is considered dead: many
+# thousands of our frames, far more than any live client lags behind.
+MAX_OUTGOING_BYTES = 256 * 1024
+CLOSE_GOING_AWAY = 1001
+
+
+class Worker:
+    def __init__(self, config: Config, worker_id: int, ipc_path: str) -> None:
+        self.config = config
+        self.worker_id = worker_id
+        self.max_outgoing_bytes = MAX_OUTGOING_BYTES
+        self.users: dict[str, list[ClientConnection]] = {}
+        self.link = RouterLink(ipc_path, worker_id, self)
+        self.login = NextcloudLogin(
+            config.nextcloud_url,
+            user_agent=config.user_agent,
+            allow_self_signed=config.allow_self_signed,
+        )
+        self.redis_subscribed = False
+        self.gateway_connections = 0
+        self.unauthenticated = 0
+        self.connections = 0
+        self._auth_deadlines: Deadlines[ClientConnection] = Deadlines(AUTH_TIMEOUT)
+        self._max_time: Deadlines[ClientConnection] | None = (
+            Deadlines(config.max_connection_time) if config.max_connection_time > 0 else None
+        )
+        self._pings: PingWheel[ClientConnection] = PingWheel(PING_INTERVAL)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._server: asyncio.AbstractServer | None = None
+        self.counters: dict[str, float] = {
+            "total_connection_count": 0,
+            "messages_sent_file": 0,
+            "messages_sent_activity": 0,
+            "messages_sent_notification": 0,
+            "messages_sent_custom": 0,
+            "slow_clients_closed": 0,
+            "unauthenticated_rejected": 0,
+            "logins_failed": 0,
+        }
+
+    # --- lifecycle -------------------------------------------------------
+    async def serve(self, sock: socket.socket, heartbeat: Heartbeat | None) -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        self._spawn(self.link.run())
+        self._server = await loop.create_server(
+            lambda: ClientConnection(self), sock=sock, backlog=4096
+        )
+        log.info("worker %d serving", self.worker_id)
+        self._spawn(self._tick_forever(heartbeat))
+        await stop.wait()
+        await self.drain()
+
+    async def drain(self) -> None:
+        """Stop accepting, close clients with 1001 spread over the drain time, then stop."""
+        if self._server is not None:
+            self._server.close()
+        conns = [c for cs in self.users.values() for c in cs]
+        log.info("worker %d draining %d connections", self.worker_id, len(conns))
+        random.shuffle(conns)
+        steps = max(1, min(len(conns), int(self.config.drain_time * 10)))
+        per_step = -(-len(conns) // steps)
+        for i in range(0, len(conns), per_step):
+            for conn in conns[i : i + per_step]:
+                conn.close(CLOSE_GOING_AWAY, "server shutting down")
+            if i + per_step < len(conns):
+                await asyncio.sleep(self.config.drain_time / steps)
+        self.link.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.login.close()
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("worker task failed", exc_info=task.exception())
+
+    async def _tick_forever(self, heartbeat: Heartbeat | None) -> None:
+        last_stats = 0.0
+        while True:
+            now = time.monotonic()
+            if heartbeat is not None:
+                heartbeat.beat()
+            self.tick(now)
+            if now - last_stats >= STATS_INTERVAL:
+                last_stats = now
+                self.link.send(ipc.Stats(self.statistics()))
+            await asyncio.sleep(TICK)
+
+    def tick(self, now: float) -> None:
+        for conn in self._auth_deadlines.pop_due(now):
+            if conn.state < ConnState.OPEN:
+                conn.send(frames.AUTH_TIMEOUT)
+                conn.close(1008)
+        if self._max_time is not None:
+            for conn in self._max_time.pop_due(now):
+                conn.close(1000)
+        for conn in self._pings.advance():
+            if conn.ping_payload is not None:
+                log.info("%s did not answer the last ping; closing", conn.user)
+                conn.abort()
+                continue
+            conn.ping_payload = os.urandom(4)
+            conn.send(frames.ping_frame(conn.ping_payload))
+
+    def statistics(self) -> dict[str, float]:
+        stats = dict(self.counters)
+        stats["active_connection_count"] = self.connections
+        stats["unauthenticated_connections"] = self.unauthenticated
+        stats["login_requests"] = self.login.statistics.requests
+        stats["login_request_errors"] = self.login.statistics.request_errors
+        stats["login_request_seconds"] = self.login.statistics.request_seconds
+        stats["login_cache_hits"] = self.login.statistics.cache_hits
+        stats["router_reconnects"] = self.link.reconnects
+        return stats
+
+    # --- connections -----------------------------------------------------
+    def connection_opened(self, conn: ClientConnection) -> None:
+        if self.unauthenticated >= MAX_UNAUTHENTICATED:
+            # Overload or an attack: refuse rather than buffer without bound.
+            self.counters["unauthenticated_rejected"] += 1
+            conn.abort()
+            return
+        self.unauthenticated += 1
+        self._auth_deadlines.add(conn, time.monotonic())
+
+    def connection_closed(self, conn: ClientConnection) -> None:
+        user = conn.user
+        if user is None:
+            self.unauthenticated -= 1
+            return
+        conns = self.users.get(user)
+        if conns is not None and conn in conns:
+            conns.remove(conn)
+            if not conns:
+                del self.users[user]
+            self.connections -= 1
+            self.link.send(ipc.Release(user))
+        self._pings.remove(conn, conn.ping_slot)
+
+    def pong_received(self, conn: ClientConnection, payload: bytes) -> None:
+        expected = conn.ping_payload
+        if expected is None:
+            return  # unsolicited pong: allowed by RFC 6455 section 5.5.3, ignored
+        if payload != expected:
+            log.info("%s answered a ping with a wrong payload; closing", conn.user)
+            conn.abort()
+            return
+        conn.ping_payload = None
+
+    def slow_client(self, conn: ClientConnection) -> None:
+        self.counters["slow_clients_closed"] += 1
+        log.info("closing %s: it does not read what it is sent", conn.user)
+
+    # --- login -------------------------------------------------------------
+    def start_login(self, conn: ClientConnection, username: str, password: str) -> None:
+        self._spawn(self._login(conn, username, password))
+
+    async def _login(self, conn: ClientConnection, username: str, password: str) -> None:
+        forwarded, conn.forwarded_for = conn.forwarded_for or conn.peer, None
+        try:
+            if username:
+                user = await self.login.verify(username, password, forwarded)
+            else:
+                token_user = await self.link.consume_token(password)
+                if token_user is None:
+                    raise LoginError(INVALID_CREDENTIALS)
+                user = token_user
+            if conn.state is not ConnState.LOGIN:
+                return  # the client went away meanwhile
+            try:
+                admitted = await self.link.admit(user)
+            except UpstreamError:
+                # Without the router the gateway-wide limit cannot be checked;
+                # serving the client beats refusing it. The next Hello re-registers it.
+                admitted = True
+            if not admitted:
+                raise LoginError("Too many connections for this user")
+        except LoginError as exc:
+            self.counters["logins_failed"] += 1
+            conn.fail_login(exc.reason)
+            return
+        except UpstreamError as exc:
+            self.counters["logins_failed"] += 1
+            conn.fail_login(f"push server unavailable ({exc})")
+            return
+        if conn.state is not ConnState.LOGIN:
+            self.link.send(ipc.Release(user))  # admitted, but the client left
+            return
+        self.unauthenticated -= 1
+        self.connections += 1
+        self.counters["total_connection_count"] += 1
+        self.users.setdefault(user, []).append(conn)
+        conn.debounce_factor = random.uniform(0.5, 1.5)
+        conn.ping_slot = self._pings.add(conn)
+        if self._max_time is not None:
+            self._max_time.add(conn, time.monotonic())
+        conn.authenticated(user)
+        if log.isEnabledFor(logging.INFO):
+            log.info("new websocket authenticated as %s", user)
+
+    # --- router ------------------------------------------------------------
+    def registered_users(self) -> dict[str, int]:
+        return {user: len(conns) for user, conns in self.users.items()}
+
+    def link_state_changed(self, state: LinkState) -> None:
+        if state is not LinkState.READY:
+            self.redis_subscribed = False
+
+    def router_message(self, message: ipc.Message) -> None:
+        match message:
+            case ipc.Deliver():
+                self.deliver(message)
+            case ipc.Status(subscribed, active):
+                self.redis_subscribed = subscribed
+                self.gateway_connections = active
+            case ipc.Control(ipc.ControlAction.RESET):
+                self.reset()
+            case ipc.Control(ipc.ControlAction.LOG_LEVEL, spec):
+                if spec:
+                    logs.set_level(spec)
+                else:
+                    logs.restore_level()
+            case _:
+                log.warning("unexpected %s from the router", type(message).__name__)
+
+    def deliver(self, message: ipc.Deliver) -> None:
+        kind = message.kind
+        with_ids: bytes | None = None
+        if kind is ipc.MessageKind.CUSTOM:
+            text = message.custom_type or ""
+            if message.custom_body is not None:
+                text = f"{text} {message.custom_body}"
+            frame = frames.text_frame(text)
+            counter = "messages_sent_custom"
+        elif kind is ipc.MessageKind.FILE:
+            frame = frames.NOTIFY_FILE
+            if message.file_ids:
+                ids = json.dumps(list(message.file_ids), separators=(",", ":"))
+                with_ids = frames.text_frame(f"notify_file_id {ids}")
+            counter = "messages_sent_file"
+        elif kind is ipc.MessageKind.ACTIVITY:
+            frame, counter = frames.NOTIFY_ACTIVITY, "messages_sent_activity"
+        else:
+            frame, counter = frames.NOTIFY_NOTIFICATION, "messages_sent_notification"
+        sent = 0
+        for user in message.users:
+            for conn in self.users.get(user, ()):
+                if with_ids is not None and conn.listen_file_id:
+                    conn.send(with_ids)
+                else:
+                    conn.send(frame)
+                sent += 1
+        self.counters[counter] += sent
+
+    def reset(self) -> None:
+        conns = [c for cs in self.users.values() for c in cs]
+        log.info("reset: closing %d connections", len(conns))
+        for conn in conns:
+            conn.close(1000, "reset")
+
+    # --- plain HTTP on the public port ----------------------------------------
+    def handle_http(self, conn: ClientConnection, head: RequestHead) -> None:
+        path = head.path
+        if path.startswith("/push/"):
+            path = path[len("/push") :]
+        if path == "/healthz":
+            conn.respond_and_close(response(200, "ok\n"))
+        elif path == "/readyz":
+            reason = self.unready_reason()
+            if reason is None:
+                conn.respond_and_close(response(200, "ready\n"))
+            else:
+                conn.respond_and_close(response(503, f"{reason}\n"))
+        elif path in ("/ws",):
+            conn.respond_and_close(response(426, "websocket upgrade required\n"))
+        else:
+            conn.respond_and_close(response(404, "not found\n"))
+
+    def unready_reason(self) -> str | None:
+        if not self.link.is_ready:
+            return "router link down"
+        if not self.redis_subscribed:
+            return "router not subscribed to redis"
+        return None
+
+
+def bind_tcp(bind: str, port: int) -> socket.socket:
+    """A listening socket on ``bind:port`` in the SO_REUSEPORT group of the workers."""
+    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    sock.bind((bind, port))
+    sock.listen(4096)
+    sock.setblocking(False)
+    return sock
+
+
+def run_worker(
+    config: Config,
+    worker_id: int,
+    ipc_path: str,
+    heartbeat: Heartbeat | None,
+    inherited: socket.socket | None,
+) -> None:
+    """Entry point of a worker process."""
+    import uvloop
+
+    logs.setup_logging(config.log_level, f"worker-{worker_id}")
+    sock = inherited if inherited is not None else bind_tcp(config.bind, config.port)
+    worker = Worker(config, worker_id, ipc_path)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(worker.serve(sock, heartbeat))

@@ -1,0 +1,302 @@
+"""The router process: Redis events in, per-worker batches out.
+
+It owns the state that must be single across the gateway: the Redis
+subscription, the user -> workers interest table (with the per-user
+connection limit), the pre-auth tokens, the storage mapping and the test
+cookie. Workers connect to its Unix socket and register their users.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from shared import events as ev
+from shared import ipc, logs
+from shared.config import Config
+from shared.errors import EventError, UpstreamError
+from shared.heartbeat import Heartbeat
+from router.interest import InterestTable
+from router.links import WorkerLink, make_link_factory
+from router.preauth import TokenStore
+from router.redis_listener import RedisListener
+
+if TYPE_CHECKING:
+    from router.storage_mapping import StorageMapping
+
+log = logging.getLogger("router")
+
+STATUS_INTERVAL = 1.0
+# Storage updates resolved concurrently; beyond this they are dropped and
+# counted, so a slow database cannot make the router queue without bound.
+MAX_PENDING_MAPPINGS = 256
+
+
+class Router:
+    def __init__(self, config: Config, socket_path: str) -> None:
+        self.config = config
+        self.socket_path = socket_path
+        self.interest = InterestTable()
+        self.tokens = TokenStore()
+        self.links: dict[int, WorkerLink] = {}
+        self.listener = RedisListener(config, self.on_redis_message, self.on_redis_state)
+        self.mapping: StorageMapping | None = None
+        self.test_cookie = 0
+        self.counters: dict[str, int] = {
+            "events_received": 0,
+            "events_invalid": 0,
+            "events_unrouted": 0,
+            "events_dropped_mapping": 0,
+        }
+        self.worker_stats: dict[int, dict[str, float]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._pending_mappings = 0
+        self._server: asyncio.AbstractServer | None = None
+
+    # --- lifecycle -------------------------------------------------------
+    async def run(self, heartbeat: Heartbeat | None, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        if self.config.database_url:
+            self.mapping = _make_mapping(self.config)
+        if os.path.exists(self.socket_path):
+            os.unlink(self.socket_path)  # left by a router that crashed
+        self._server = await loop.create_unix_server(
+            make_link_factory(self, loop), path=self.socket_path
+        )
+        os.chmod(self.socket_path, 0o600)
+        log.info("router listening for workers on %s", self.socket_path)
+        self._spawn(self.listener.run())
+        self._spawn(self._periodic(heartbeat))
+        await stop.wait()
+        log.info("router stopping")
+        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.mapping is not None:
+            await self.mapping.close()
+
+    def _spawn(self, coro: object) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("router task failed", exc_info=task.exception())
+
+    async def _periodic(self, heartbeat: Heartbeat | None) -> None:
+        while True:
+            if heartbeat is not None:
+                heartbeat.beat()
+            self.tokens.expire(time.monotonic())
+            self._broadcast_status()
+            await asyncio.sleep(STATUS_INTERVAL)
+
+    # --- worker links ----------------------------------------------------
+    def link_ready(self, link: WorkerLink, hello: ipc.Hello) -> None:
+        old = self.links.get(hello.worker_id)
+        if old is not None and old is not link:
+            old.close()
+        self.links[hello.worker_id] = link
+        self.interest.replace_worker(hello.worker_id, hello.users)
+        log.info(
+            "worker %d (pid %d) linked with %d users",
+            hello.worker_id, hello.pid, len(hello.users),
+        )  # fmt: skip
+        link.send(self._status())
+
+    def link_lost(self, link: WorkerLink) -> None:
+        worker = link.worker_id
+        if worker is None or self.links.get(worker) is not link:
+            return
+        del self.links[worker]
+        self.worker_stats.pop(worker, None)
+        # Its connections are gone or will be re-registered by its next Hello.
+        self.interest.drop_worker(worker)
+        log.warning("worker %d link lost", worker)
+
+    def link_message(self, link: WorkerLink, message: ipc.Message) -> None:
+        worker = link.worker_id
+        assert worker is not None
+        match message:
+            case ipc.Admit(request_id, user):
+                link.send(ipc.AdmitResult(request_id, self.interest.admit(worker, user)))
+            case ipc.Release(user):
+                self.interest.release(worker, user)
+            case ipc.ConsumeToken(request_id, token):
+                user = self.tokens.consume(token, time.monotonic())
+                link.send(ipc.TokenResult(request_id, user))
+            case ipc.Stats(values):
+                self.worker_stats[worker] = values
+            case _:
+                log.warning("worker %d sent an unexpected %s", worker, type(message).__name__)
+
+    def _status(self) -> ipc.Status:
+        return ipc.Status(self.listener.subscribed, self.interest.active_connections)
+
+    def _broadcast_status(self) -> None:
+        frame = ipc.encode(self._status())
+        for link in self.links.values():
+            link.send_raw(frame)
+
+    def _broadcast(self, message: ipc.Message) -> None:
+        frame = ipc.encode(message)
+        for link in self.links.values():
+            link.send_raw(frame)
+
+    # --- Redis events ----------------------------------------------------
+    def on_redis_state(self, subscribed: bool) -> None:
+        self._broadcast_status()
+
+    def on_redis_message(self, channel: str, payload: bytes) -> None:
+        self.counters["events_received"] += 1
+        try:
+            event = ev.decode_event(channel, payload)
+        except EventError as exc:
+            self.counters["events_invalid"] += 1
+            log.warning("dropping invalid event on %s", exc)
+            return
+        self.handle_event(event, time.time())
+
+    def handle_event(self, event: ev.Event, received: float) -> None:
+        kind = ipc.MessageKind
+        match event:
+            case ev.Activity(user):
+                self.route((user,), ipc.Deliver((), kind.ACTIVITY, published=received))
+            case ev.Notification(user):
+                self.route((user,), ipc.Deliver((), kind.NOTIFICATION, published=received))
+            case ev.Custom(user, message, body):
+                self.route(
+                    (user,), ipc.Deliver((), kind.CUSTOM, None, message, body, received)
+                )
+            case ev.ShareCreate(user) | ev.GroupUpdate(user, _):
+                self.route((user,), ipc.Deliver((), kind.FILE, published=received))
+            case ev.StorageUpdate():
+                self._map_storage_update(event, received)
+            case ev.PreAuth(user, token):
+                self.tokens.add(token, user, time.monotonic())
+            case ev.TestCookie(cookie):
+                self.test_cookie = cookie
+            case ev.LogSpec(spec):
+                self._apply_log_spec(spec)
+            case ev.Query():
+                self._spawn(self._publish_metrics())
+            case ev.Signal():
+                log.info("reset requested: closing every client connection")
+                self._broadcast(ipc.Control(ipc.ControlAction.RESET))
+
+    def route(self, users: Iterable[str], template: ipc.Deliver) -> None:
+        """Send ``template`` to the workers holding ``users``, each worker once with its users."""
+        per_worker: dict[int, list[str]] = {}
+        for user in users:
+            for worker in self.interest.workers_for(user):
+                per_worker.setdefault(worker, []).append(user)
+        if not per_worker:
+            self.counters["events_unrouted"] += 1
+            return
+        for worker, worker_users in per_worker.items():
+            link = self.links.get(worker)
+            if link is not None:
+                link.send(
+                    ipc.Deliver(
+                        tuple(worker_users), template.kind, template.file_ids,
+                        template.custom_type, template.custom_body, template.published,
+                    )
+                )  # fmt: skip
+
+    def _map_storage_update(self, event: ev.StorageUpdate, received: float) -> None:
+        if self.mapping is None:
+            log.debug("no database configured; storage update for %d not routed", event.storage)
+            return
+        if self._pending_mappings >= MAX_PENDING_MAPPINGS:
+            self.counters["events_dropped_mapping"] += 1
+            return
+        self._pending_mappings += 1
+        self._spawn(self._resolve_storage_update(event, received))
+
+    async def _resolve_storage_update(self, event: ev.StorageUpdate, received: float) -> None:
+        assert self.mapping is not None
+        try:
+            users = await self.mapping.users_for(event.storage, event.path)
+        except UpstreamError:
+            # Logged once per outage by the mapping; the event cannot be routed.
+            self.counters["events_dropped_mapping"] += 1
+            return
+        finally:
+            self._pending_mappings -= 1
+        self.route(
+            users, ipc.Deliver((), ipc.MessageKind.FILE, (event.file_id,), published=received)
+        )
+
+    def _apply_log_spec(self, spec: str | None) -> None:
+        if spec is None:
+            logs.restore_level()
+        else:
+            try:
+                logs.set_level(spec)
+            except ValueError as exc:
+                log.warning("ignoring notify_config: %s", exc)
+                return
+        self._broadcast(ipc.Control(ipc.ControlAction.LOG_LEVEL, spec or ""))
+
+    # --- metrics -----------------------------------------------------------
+    def metrics_snapshot(self) -> dict[str, float]:
+        """The notify_push counters summed over the router and every worker."""
+        totals: dict[str, float] = {}
+        for values in self.worker_stats.values():
+            for key, value in values.items():
+                totals[key] = totals.get(key, 0.0) + value
+        mapping_queries = self.mapping.statistics().query_count if self.mapping else 0
+        sent = {k: int(totals.get(f"messages_sent_{k}", 0)) for k in
+                ("file", "activity", "notification", "custom")}  # fmt: skip
+        return {
+            "active_connection_count": self.interest.active_connections,
+            "active_user_count": self.interest.active_users,
+            "total_connection_count": int(totals.get("total_connection_count", 0)),
+            "mapping_query_count": mapping_queries,
+            "events_received": self.counters["events_received"],
+            "messages_sent": sum(sent.values()),
+            **{f"messages_sent_{k}": v for k, v in sent.items()},
+        }
+
+    async def _publish_metrics(self) -> None:
+        client = await self.listener.publish_client()
+        try:
+            await client.set("notify_push_metrics", json.dumps(self.metrics_snapshot()))
+        except Exception as exc:  # Redis errors and OSError alike: report, never crash
+            log.warning("could not store metrics in Redis: %s", exc)
+        finally:
+            await client.aclose()
+
+
+def _make_mapping(config: Config) -> StorageMapping:
+    from router.storage_mapping import StorageMapping
+
+    assert config.database_url is not None
+    return StorageMapping.from_url(config.database_url, config.database_prefix)
+
+
+def run_router(config: Config, socket_path: str, heartbeat: Heartbeat | None) -> None:
+    """Entry point of the router process."""
+    import signal
+
+    import uvloop
+
+    logs.setup_logging(config.log_level, "router")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await Router(config, socket_path).run(heartbeat, stop)
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())

@@ -1,0 +1,299 @@
+"""Router <-> worker messages and their wire framing, without I/O.
+
+Each frame is a 4-byte big-endian length followed by a msgpack array whose
+first element is the message tag. :class:`FrameDecoder` is fed bytes and yields
+typed messages; :func:`encode` turns a message into one frame. Every length is
+checked against the decoder's limit before anything is buffered further, and
+every malformed input raises :class:`shared.errors.FrameError` and nothing else.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from shared.errors import FrameError
+
+HEADER = struct.Struct(">I")
+# A worker may hold thousands of users; a full registration fits easily in this.
+MAX_FRAME_SIZE = 16 * 1024 * 1024
+
+
+class MessageKind(enum.IntEnum):
+    """What a delivery tells the client (PROTOCOL.md section 2)."""
+
+    FILE = 0
+    ACTIVITY = 1
+    NOTIFICATION = 2
+    CUSTOM = 3
+
+
+class Tag(enum.IntEnum):
+    # worker -> router
+    HELLO = 1
+    ADMIT = 2
+    RELEASE = 3
+    CONSUME_TOKEN = 4
+    STATS = 5
+    # router -> worker
+    DELIVER = 20
+    STATUS = 21
+    ADMIT_RESULT = 22
+    TOKEN_RESULT = 23
+    CONTROL = 24
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """First message of a worker link: who it is and every user it holds."""
+
+    worker_id: int
+    pid: int
+    users: dict[str, int]  # user -> number of open connections
+
+
+@dataclass(frozen=True, slots=True)
+class Admit:
+    """Ask to open one more connection for ``user`` (the per-user limit is gateway-wide)."""
+
+    request_id: int
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """One connection of ``user`` closed."""
+
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumeToken:
+    """Consume a pre-auth token; the router answers with :class:`TokenResult`."""
+
+    request_id: int
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """A worker's counters, summed by the router for metrics."""
+
+    values: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    """One message for several users of one worker.
+
+    ``file_ids`` is only meaningful for FILE (None = ids unknown);
+    ``custom_type``/``custom_body`` only for CUSTOM (body is compact JSON text or None).
+    ``published`` is the router's wall-clock receive time, for latency metrics.
+    """
+
+    users: tuple[str, ...]
+    kind: MessageKind
+    file_ids: tuple[int, ...] | None = None
+    custom_type: str | None = None
+    custom_body: str | None = None
+    published: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """Router state the workers need: Redis subscription and gateway-wide counts."""
+
+    redis_subscribed: bool
+    active_connections: int
+
+
+@dataclass(frozen=True, slots=True)
+class AdmitResult:
+    request_id: int
+    ok: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TokenResult:
+    request_id: int
+    user: str | None
+
+
+class ControlAction(enum.IntEnum):
+    RESET = 0  # close every client connection
+    LOG_LEVEL = 1  # argument: level name, or "" to restore the configured one
+
+
+@dataclass(frozen=True, slots=True)
+class Control:
+    action: ControlAction
+    argument: str = ""
+
+
+Message = (
+    Hello
+    | Admit
+    | Release
+    | ConsumeToken
+    | Stats
+    | Deliver
+    | Status
+    | AdmitResult
+    | TokenResult
+    | Control
+)
+
+
+def encode(message: Message) -> bytes:
+    """One length-prefixed frame for ``message``."""
+    body: bytes = msgpack.packb(_to_wire(message), use_bin_type=True)
+    return HEADER.pack(len(body)) + body
+
+
+def _to_wire(m: Message) -> list[Any]:
+    match m:
+        case Deliver():
+            return [Tag.DELIVER, list(m.users), int(m.kind), m.file_ids, m.custom_type,
+                    m.custom_body, m.published]  # fmt: skip
+        case Hello():
+            return [Tag.HELLO, m.worker_id, m.pid, m.users]
+        case Admit():
+            return [Tag.ADMIT, m.request_id, m.user]
+        case Release():
+            return [Tag.RELEASE, m.user]
+        case ConsumeToken():
+            return [Tag.CONSUME_TOKEN, m.request_id, m.token]
+        case Stats():
+            return [Tag.STATS, m.values]
+        case Status():
+            return [Tag.STATUS, m.redis_subscribed, m.active_connections]
+        case AdmitResult():
+            return [Tag.ADMIT_RESULT, m.request_id, m.ok]
+        case TokenResult():
+            return [Tag.TOKEN_RESULT, m.request_id, m.user]
+        case Control():
+            return [Tag.CONTROL, int(m.action), m.argument]
+    raise TypeError(f"not an IPC message: {m!r}")  # pragma: no cover
+
+
+def _str(v: object) -> str:
+    if not isinstance(v, str):
+        raise FrameError(f"expected a string, got {type(v).__name__}")
+    return v
+
+
+def _int(v: object) -> int:
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise FrameError(f"expected an integer, got {type(v).__name__}")
+    return v
+
+
+def _opt_str(v: object) -> str | None:
+    return None if v is None else _str(v)
+
+
+def _from_wire(item: object) -> Message:
+    if not isinstance(item, list) or not item:
+        raise FrameError("frame is not a tagged array")
+    try:
+        tag = Tag(item[0])
+    except (ValueError, TypeError):
+        raise FrameError(f"unknown message tag {item[0]!r}") from None
+    args = item[1:]
+    try:
+        match tag:
+            case Tag.DELIVER:
+                users, kind, ids, ctype, cbody, published = args
+                if not isinstance(users, list):
+                    raise FrameError("deliver users is not a list")
+                file_ids = None if ids is None else tuple(_int(i) for i in ids)
+                if not isinstance(published, float | int):
+                    raise FrameError("deliver time is not a number")
+                return Deliver(tuple(_str(u) for u in users), MessageKind(kind), file_ids,
+                               _opt_str(ctype), _opt_str(cbody), float(published))  # fmt: skip
+            case Tag.HELLO:
+                worker_id, pid, users = args
+                if not isinstance(users, dict):
+                    raise FrameError("hello users is not a map")
+                return Hello(_int(worker_id), _int(pid),
+                             {_str(k): _int(v) for k, v in users.items()})  # fmt: skip
+            case Tag.ADMIT:
+                request_id, user = args
+                return Admit(_int(request_id), _str(user))
+            case Tag.RELEASE:
+                (user,) = args
+                return Release(_str(user))
+            case Tag.CONSUME_TOKEN:
+                request_id, token = args
+                return ConsumeToken(_int(request_id), _str(token))
+            case Tag.STATS:
+                (values,) = args
+                if not isinstance(values, dict) or not all(
+                    isinstance(v, int | float) for v in values.values()
+                ):
+                    raise FrameError("stats is not a map of numbers")
+                return Stats({_str(k): float(v) for k, v in values.items()})
+            case Tag.STATUS:
+                subscribed, active = args
+                return Status(bool(subscribed), _int(active))
+            case Tag.ADMIT_RESULT:
+                request_id, ok = args
+                return AdmitResult(_int(request_id), bool(ok))
+            case Tag.TOKEN_RESULT:
+                request_id, user = args
+                return TokenResult(_int(request_id), _opt_str(user))
+            case Tag.CONTROL:
+                action, argument = args
+                return Control(ControlAction(action), _str(argument))
+    except (ValueError, TypeError) as exc:
+        # Wrong arity (unpacking) or an out-of-range enum value.
+        raise FrameError(f"malformed {tag.name} message: {exc}") from exc
+    raise FrameError(f"unhandled tag {tag!r}")  # pragma: no cover
+
+
+class FrameDecoder:
+    """Incremental decoder: feed bytes, get complete messages.
+
+    Raises :class:`FrameError` for a frame longer than ``max_frame_size`` (before
+    buffering its body) or a body that is not a valid message; after an error
+    the stream is unusable and the link must be closed.
+    """
+
+    __slots__ = ("_buffer", "_max")
+
+    def __init__(self, max_frame_size: int = MAX_FRAME_SIZE) -> None:
+        self._buffer = bytearray()
+        self._max = max_frame_size
+
+    def feed(self, data: bytes) -> list[Message]:
+        buf = self._buffer
+        buf += data
+        out: list[Message] = []
+        offset = 0
+        size = len(buf)
+        while size - offset >= HEADER.size:
+            (length,) = HEADER.unpack_from(buf, offset)
+            if length > self._max:
+                raise FrameError(f"frame of {length} bytes exceeds the limit of {self._max}")
+            end = offset + HEADER.size + length
+            if end > size:
+                break
+            body = bytes(buf[offset + HEADER.size : end])
+            offset = end
+            try:
+                item = msgpack.unpackb(body, raw=False, strict_map_key=True)
+            except Exception as exc:  # msgpack raises several unrelated types
+                raise FrameError(f"undecodable frame: {exc}") from exc
+            out.append(_from_wire(item))
+        if offset:
+            del buf[:offset]
+        return out
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held waiting for the rest of a frame."""
+        return len(self._buffer)

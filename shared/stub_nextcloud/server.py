@@ -1,0 +1,125 @@
+"""A stub Nextcloud for development, tests and benchmarks.
+
+It answers the few endpoints of the notify_push app that the gateway calls
+(PROTOCOL.md sections 2 and 5) from an in-memory user table, and can create
+the Nextcloud tables with demo mounts in a SQLite file (:mod:`.schema`). It
+is not Nextcloud; it exists because Nextcloud cannot run here.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import sqlite3
+from collections.abc import Iterable, Mapping
+
+from aiohttp import web
+
+from shared.stub_nextcloud.schema import Mount, create_sqlite, seed_sqlite
+
+APP = "/index.php/apps/notify_push"
+# The storage every demo user has mounted at its root, so one storage update
+# reaches everyone; user i also has storage PRIVATE_STORAGE_BASE + i alone.
+SHARED_STORAGE = 1
+PRIVATE_STORAGE_BASE = 1000
+APP_VERSION = "1.4.0"
+
+
+def generated_users(count: int) -> dict[str, str]:
+    """``user0 … user{count-1}`` with passwords ``password-user0`` …"""
+    return {f"user{i}": f"password-user{i}" for i in range(count)}
+
+
+def create_demo_database(path: str, users: Iterable[str], prefix: str = "oc_") -> None:
+    """A SQLite Nextcloud database: every user on the shared storage and on its own."""
+    mounts = []
+    for i, user in enumerate(users):
+        mounts.append(Mount(user, SHARED_STORAGE, ""))
+        mounts.append(Mount(user, PRIVATE_STORAGE_BASE + i, ""))
+    conn = sqlite3.connect(path)
+    try:
+        create_sqlite(conn, prefix)
+        seed_sqlite(conn, mounts, prefix)
+    finally:
+        conn.close()
+
+
+class StubNextcloud:
+    """The stub server. ``uid_requests`` counts login checks (for single-flight tests)."""
+
+    def __init__(self, users: Mapping[str, str], redis_url: str | None = None) -> None:
+        self.users = dict(users)
+        self.redis_url = redis_url
+        self.uid_requests = 0
+        self.forwarded_for: list[str] = []
+        self.test_cookie = 0
+        self.fail_logins_with: int | None = None  # e.g. 500 to simulate a broken Nextcloud
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    def _app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get(f"{APP}/uid", self._uid)
+        app.router.add_get(f"{APP}/test/cookie", self._cookie)
+        app.router.add_get(f"{APP}/test/remote", self._remote)
+        app.router.add_get(f"{APP}/test/version", self._version)
+        return app
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        self._runner = web.AppRunner(self._app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        server = site._server
+        assert server is not None and server.sockets  # type: ignore[attr-defined]
+        bound = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self.url = f"http://{host}:{bound}"
+        return self.url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _uid(self, request: web.Request) -> web.Response:
+        self.uid_requests += 1
+        self.forwarded_for.append(request.headers.get("X-Forwarded-For", ""))
+        if self.fail_logins_with is not None:
+            return web.Response(status=self.fail_logins_with, text="stub failure")
+        user = _basic_auth_user(request.headers.get("Authorization", ""), self.users)
+        if user is None:
+            return web.Response(status=401, text="Unauthorized")
+        return web.Response(text=user)
+
+    async def _cookie(self, request: web.Request) -> web.Response:
+        return web.Response(text=str(self.test_cookie))
+
+    async def _remote(self, request: web.Request) -> web.Response:
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        remote = forwarded.split(",")[0].strip() or (request.remote or "")
+        return web.Response(text=remote)
+
+    async def _version(self, request: web.Request) -> web.Response:
+        # The real app SETs its version in Redis so the push server can compare.
+        if self.redis_url:
+            import redis.asyncio as aioredis
+
+            client = aioredis.Redis.from_url(self.redis_url)
+            try:
+                await client.set("notify_push_app_version", APP_VERSION)
+            finally:
+                await client.aclose()
+        return web.Response(text="")
+
+
+def _basic_auth_user(header: str, users: Mapping[str, str]) -> str | None:
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    name, sep, password = decoded.partition(":")
+    if sep and users.get(name) == password:
+        return name
+    return None
