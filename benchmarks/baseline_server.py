@@ -205,6 +205,8 @@ class Baseline:
                 await self.on_event(channel, json.loads(msg["data"]))
             except (ValueError, KeyError, TypeError, AttributeError) as e:
                 log.warning("dropping malformed event on %s: %s", channel, e)
+            except sqlite3.Error as e:
+                log.warning("storage mapping failed for %s: %s", channel, e)
 
     async def run(self, host: str, port: int) -> None:
         async with aiohttp.ClientSession(
@@ -242,9 +244,11 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    server = Baseline(
-        args.nextcloud_url, args.redis_url, args.database_url[len("sqlite://") :], args.database_prefix
-    )
+    # sqlite:///abs/path.db (the gateway's documented form) and sqlite:////abs/path.db.
+    path = args.database_url[len("sqlite://") :].split("?", 1)[0]
+    if path.startswith("//"):
+        path = path[1:]
+    server = Baseline(args.nextcloud_url, args.redis_url, path, args.database_prefix)
     try:
         uvloop.run(server.run(args.bind, args.port))
     except KeyboardInterrupt:

@@ -217,7 +217,7 @@ class LocalStack:
 
         port = free_port()
         common = ["--nextcloud-url", stub_url, "--redis-url", redis_url,
-                  "--database-url", f"sqlite:///{sqlite}", "--port", str(port), "--bind", "127.0.0.1"]
+                  "--database-url", f"sqlite://{sqlite}", "--port", str(port), "--bind", "127.0.0.1"]
         if self.server == "gateway":
             argv = [*gateway_command(), *common, "--workers", str(self.gateway_workers)]
             proc, log = self._spawn("gateway", argv, env=self.gateway_env)

@@ -55,6 +55,7 @@ class Worker:
             allow_self_signed=config.allow_self_signed,
         )
         self.redis_subscribed = False
+        self.workers_linked = 0
         self.gateway_connections = 0
         self.unauthenticated = 0
         self.connections = 0
@@ -257,9 +258,10 @@ class Worker:
         match message:
             case ipc.Deliver():
                 self.deliver(message)
-            case ipc.Status(subscribed, active):
+            case ipc.Status(subscribed, active, linked):
                 self.redis_subscribed = subscribed
                 self.gateway_connections = active
+                self.workers_linked = linked
             case ipc.Control(ipc.ControlAction.RESET):
                 self.reset()
             case ipc.Control(ipc.ControlAction.LOG_LEVEL, spec):
@@ -328,6 +330,8 @@ class Worker:
             return "router link down"
         if not self.redis_subscribed:
             return "router not subscribed to redis"
+        if self.workers_linked < self.config.workers:
+            return f"{self.workers_linked} of {self.config.workers} workers linked to the router"
         return None
 
 

@@ -110,7 +110,7 @@ class Router:
             "worker %d (pid %d) linked with %d users",
             hello.worker_id, hello.pid, len(hello.users),
         )  # fmt: skip
-        link.send(self._status())
+        self._broadcast_status()
 
     def link_lost(self, link: WorkerLink) -> None:
         worker = link.worker_id
@@ -118,6 +118,7 @@ class Router:
             return
         del self.links[worker]
         self.worker_stats.pop(worker, None)
+        self._broadcast_status()
         # Its connections are gone or will be re-registered by its next Hello.
         self.interest.drop_worker(worker)
         log.warning("worker %d link lost", worker)
@@ -139,7 +140,9 @@ class Router:
                 log.warning("worker %d sent an unexpected %s", worker, type(message).__name__)
 
     def _status(self) -> ipc.Status:
-        return ipc.Status(self.listener.subscribed, self.interest.active_connections)
+        return ipc.Status(
+            self.listener.subscribed, self.interest.active_connections, len(self.links)
+        )
 
     def _broadcast_status(self) -> None:
         frame = ipc.encode(self._status())

@@ -109,6 +109,7 @@ class Status:
 
     redis_subscribed: bool
     active_connections: int
+    workers_linked: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +171,7 @@ def _to_wire(m: Message) -> list[Any]:
         case Stats():
             return [Tag.STATS, m.values]
         case Status():
-            return [Tag.STATUS, m.redis_subscribed, m.active_connections]
+            return [Tag.STATUS, m.redis_subscribed, m.active_connections, m.workers_linked]
         case AdmitResult():
             return [Tag.ADMIT_RESULT, m.request_id, m.ok]
         case TokenResult():
@@ -238,8 +239,8 @@ def _from_wire(item: object) -> Message:
                     raise FrameError("stats is not a map of numbers")
                 return Stats({_str(k): float(v) for k, v in values.items()})
             case Tag.STATUS:
-                subscribed, active = args
-                return Status(bool(subscribed), _int(active))
+                subscribed, active, linked = args
+                return Status(bool(subscribed), _int(active), _int(linked))
             case Tag.ADMIT_RESULT:
                 request_id, ok = args
                 return AdmitResult(_int(request_id), bool(ok))

@@ -72,7 +72,7 @@ class Collected:
     file_idx: list[int] = field(default_factory=list)
     file_t: list[float] = field(default_factory=list)
     other: Counter[str] = field(default_factory=Counter)
-    open: int = 0
+    open_idx: list[int] = field(default_factory=list)  # clients logged in and still open
 
 
 def _unpack(code: str, raw: bytes) -> list[Any]:
@@ -248,7 +248,7 @@ class LoadGen:
             out.file_idx += _unpack("i", r["file_idx"])
             out.file_t += _unpack("d", r["file_t"])
             out.other.update(r["other"])
-            out.open += r["open"]
+            out.open_idx += _unpack("i", r["open_idx"])
         return out
 
     async def close_all(self, timeout: float = 30.0) -> int:

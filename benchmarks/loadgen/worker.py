@@ -6,6 +6,7 @@ answered one at a time, in order, with a picklable dict.
 
 from __future__ import annotations
 
+import array
 import asyncio
 import logging
 import resource
@@ -15,7 +16,7 @@ from typing import Any
 
 import uvloop
 
-from benchmarks.loadgen.client import Counters, Fleet, Target
+from benchmarks.loadgen.client import Counters, Fleet, State, Target
 
 log = logging.getLogger("benchmarks.loadgen.worker")
 
@@ -91,7 +92,7 @@ async def _handle(fleet: Fleet, name: str, args: Any) -> dict[str, Any]:
             "file_idx": rec.file_idx.tobytes(),
             "file_t": rec.file_t.tobytes(),
             "other": dict(rec.other),
-            "open": len(fleet.clients),
+            "open_idx": array.array("i", (i for i, c in fleet.clients.items() if c.state == State.OPEN)).tobytes(),
         }
     if name == "close_all":
         left = await fleet.close_all(float(args))

@@ -96,8 +96,9 @@ def mounts_query(dialect: Dialect, prefix: str) -> str:
     """The query of PROTOCOL.md section 3 with the prefix and the dialect's placeholder."""
     placeholder = {"postgres": "$1", "mysql": "%s", "sqlite": "?"}[dialect]
     prefix = validate_prefix(prefix)
+    # S608: the only interpolated text is the validated prefix and a fixed placeholder.
     return (
-        f"SELECT m.user_id, f.path FROM {prefix}mounts m"
+        f"SELECT m.user_id, f.path FROM {prefix}mounts m"  # noqa: S608
         f" INNER JOIN {prefix}filecache f ON m.root_id = f.fileid"
         f" WHERE m.storage_id = {placeholder}"
     )

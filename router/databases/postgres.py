@@ -84,4 +84,3 @@ class PostgresDatabase:
                     await pool.close()
             except (TimeoutError, OSError):
                 pool.terminate()
-

@@ -63,6 +63,9 @@ class StubNextcloud:
         app.router.add_get(f"{APP}/test/cookie", self._cookie)
         app.router.add_get(f"{APP}/test/remote", self._remote)
         app.router.add_get(f"{APP}/test/version", self._version)
+        # Test hooks, not Nextcloud: read counters, make logins fail.
+        app.router.add_get("/stub/stats", self._stats)
+        app.router.add_post("/stub/fail", self._set_failure)
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
@@ -89,6 +92,16 @@ class StubNextcloud:
         if user is None:
             return web.Response(status=401, text="Unauthorized")
         return web.Response(text=user)
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {"uid_requests": self.uid_requests, "forwarded_for": self.forwarded_for[-100:]}
+        )
+
+    async def _set_failure(self, request: web.Request) -> web.Response:
+        status = request.query.get("status", "")
+        self.fail_logins_with = int(status) if status.isdigit() else None
+        return web.Response(text="ok")
 
     async def _cookie(self, request: web.Request) -> web.Response:
         return web.Response(text=str(self.test_cookie))

@@ -224,9 +224,7 @@ def _closed_port() -> int:
 
 
 @pytest.mark.parametrize("scheme", ["postgres", "mysql"])
-def test_database_down_gives_upstream_error(
-    scheme: str, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_database_down_gives_upstream_error(scheme: str, caplog: pytest.LogCaptureFixture) -> None:
     url = f"{scheme}://gateway:s3cret-pw@127.0.0.1:{_closed_port()}/nextcloud"
     caplog.set_level(logging.DEBUG)
 

@@ -1,0 +1,2 @@
+<?php
+$CONFIG = array('overwrite.cli.url' => shell_exec('hostname'));

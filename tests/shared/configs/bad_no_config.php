@@ -1,0 +1,2 @@
+<?php
+$CONF = array('dbtype' => 'mysql');

@@ -1,0 +1,2 @@
+<?php
+$CONFIG = array('overwrite.cli.url' => 'https://x.example', 'dbtype' => 'mysql', 'dbhost' => 'db', 'dbuser' => 'u');

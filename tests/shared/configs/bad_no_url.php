@@ -1,0 +1,2 @@
+<?php
+$CONFIG = array('dbtype' => 'mysql', 'dbhost' => 'db', 'dbuser' => 'u', 'redis' => ['host' => 'r']);

@@ -1,0 +1,6 @@
+<?php
+$CONFIG = array (
+  'dbtype' => 'mysql',
+  'dbhost' => 'localhost'
+  'dbname' => 'nextcloud',
+);

@@ -1,0 +1,2 @@
+<?php
+$CONFIG = array('redis' => array('host' => 'from-a', 'port' => 7001));

@@ -1,0 +1,4 @@
+<?php
+if (getenv('OBJECTSTORE_S3_BUCKET')) {
+  $CONFIG = array('objectstore' => array('class' => '\\OC\\Files\\ObjectStore\\S3'));
+}

@@ -1,0 +1,7 @@
+<?php
+$CONFIG = array (
+  'overwrite.cli.url' => 'http://localhost',
+  'datadirectory' => '/srv/nc-data',
+  'dbname' => 'cloud',
+  'redis' => ['host' => '127.0.0.1'],
+);
