@@ -239,6 +239,8 @@ class StorageMapping:
             self._up = False
             self._backoff = RETRY_MIN
         else:
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("storage mapping: %s still failing: %s", self._description, exc)
             self._backoff = min(self._backoff * 2, RETRY_MAX)
         self._retry_at = self._clock() + self._backoff
 

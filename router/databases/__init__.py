@@ -7,6 +7,8 @@ driver is imported only when that back end first connects.
 
 from __future__ import annotations
 
+import importlib.util
+
 from router.databases.base import (
     Database,
     DatabaseTarget,
@@ -16,6 +18,7 @@ from router.databases.base import (
     parse_database_url,
     validate_prefix,
 )
+from shared.errors import ConfigError
 
 __all__ = [
     "Database",
@@ -43,6 +46,7 @@ def open_database(
     connection, connecting, querying); ``connect_timeout`` bounds one connect.
     """
     validate_prefix(prefix)
+    _require_driver(target)
     if target.dialect == "postgres":
         from router.databases.postgres import PostgresDatabase
 
@@ -58,3 +62,23 @@ def open_database(
     from router.databases.sqlite import SQLiteDatabase
 
     return SQLiteDatabase(target, prefix, timeout=timeout)
+
+
+_DRIVERS = {"postgres": ("asyncpg", "postgres"), "mysql": ("asyncmy", "mysql")}
+
+
+def _require_driver(target: DatabaseTarget) -> None:
+    """Fail at start-up, naming the extra to install, rather than at the first event.
+
+    ``find_spec`` locates the package without importing it.
+    """
+    if target.dialect not in _DRIVERS:
+        return
+    module, extra = _DRIVERS[target.dialect]
+    if importlib.util.find_spec(module) is None:
+        raise ConfigError(
+            "--database-url",
+            "config",
+            f"{target.masked_url} needs the {module} package: "
+            f"pip install 'notify-push-gateway[{extra}]'",
+        )

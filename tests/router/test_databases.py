@@ -363,3 +363,22 @@ def test_sqlite_never_writes(tmp_path: Path) -> None:
 
     run(scenario())
     assert path.read_bytes() == before
+
+
+def test_missing_driver_is_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "asyncmy" else real(name, *a)
+    )
+    with pytest.raises(ConfigError, match=r"asyncmy") as info:
+        open_database(
+            parse_database_url("mysql://nc:pw@db/nc"),
+            "oc_",
+            pool_size=1,
+            timeout=1,
+            connect_timeout=1,
+        )
+    assert info.value.option == "--database-url"
+    assert "pw" not in str(info.value)

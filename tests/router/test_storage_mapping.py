@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from router.databases import MountRow
 from router.storage_mapping import (
@@ -481,3 +483,23 @@ def test_close_cancels_query_in_flight() -> None:
             await mapping.users_for(1, "")
 
     run(scenario())
+
+
+@given(
+    rows=st.lists(
+        st.tuples(st.sampled_from(["a", "b", "c", "d"]), st.sampled_from(["", "f", "f/x", "g"])),
+        max_size=12,
+    ),
+    path=st.sampled_from(["", "f", "f/x/y", "fx", "g/1", "h"]),
+)
+def test_matching_agrees_with_the_definition(rows: list[MountRow], path: str) -> None:
+    async def scenario() -> list[str]:
+        mapping = StorageMapping(FakeDatabase(rows))
+        try:
+            return await mapping.users_for(1, path)
+        finally:
+            await mapping.close()
+
+    result = asyncio.run(scenario())
+    assert len(result) == len(set(result))
+    assert set(result) == {user for user, root in rows if path.startswith(root)}

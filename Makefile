@@ -1,0 +1,40 @@
+# notify-push-gateway: the commands the README promises.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint unit integration bench clean
+
+install: $(STAMP)
+
+# Re-installs only when pyproject.toml changed (idempotent).
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[postgres,mysql,dev]'
+	@touch $(STAMP)
+
+run: install
+	$(BIN)/python -m shared.devstack
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest
+
+unit: install
+	$(BIN)/pytest -m 'not integration'
+
+integration: install
+	$(BIN)/pytest -m integration
+
+bench: install
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m benchmarks.run all --quick
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,151 @@
+"""``make run``: the gateway on a local stack, for trying it on a fresh machine.
+
+Starts a redis-server on a free port (or uses ``REDIS_URL``), a SQLite
+database with the Nextcloud tables and two demo users, the stub Nextcloud for
+logins, and the gateway with 2 workers; prints how to connect; stops
+everything on Ctrl-C. Development tooling only: production runs the
+``notify-push-gateway`` command against a real Nextcloud.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+DEMO_USERS = {"alice": "alice-password", "bob": "bob-password"}
+REPO = Path(__file__).resolve().parents[1]
+
+
+class StackError(Exception):
+    """The local stack could not start; the message says what to do."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise StackError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def redis_answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def start_redis_server(workdir: Path, port: int) -> subprocess.Popen[bytes]:
+    """A throw-away redis-server on 127.0.0.1:``port`` that keeps nothing on disk."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise StackError(
+            "redis-server is not installed: install it (Debian/Ubuntu: "
+            "sudo apt-get install redis-server) or set REDIS_URL"
+        )
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    wait_until(lambda: redis_answers(port), 10, "redis-server to start")
+    return process
+
+
+def ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def main() -> int:
+    workdir = REPO / "run"
+    workdir.mkdir(exist_ok=True)
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        redis_url = os.environ.get("REDIS_URL")
+        if not redis_url:
+            redis_port = free_port()
+            processes.append(start_redis_server(workdir, redis_port))
+            redis_url = f"redis://127.0.0.1:{redis_port}/0"
+            redis_cli = f"redis-cli -p {redis_port}"
+        else:
+            redis_cli = f"redis-cli -u '{redis_url}'"
+        database = workdir / "nextcloud.db"
+        database.unlink(missing_ok=True)
+        stub_port = free_port()
+        stub = subprocess.Popen(
+            [sys.executable, "-m", "shared.stub_nextcloud", "--port", str(stub_port),
+             "--sqlite", str(database), "--redis-url", redis_url,
+             *[f"--user={u}:{p}" for u, p in DEMO_USERS.items()]],
+            stdout=subprocess.DEVNULL, cwd=REPO,
+        )  # fmt: skip
+        processes.append(stub)
+        port = int(os.environ.get("PORT", "7867"))
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                port = free_port()  # 7867 is taken (another gateway?): use any free port
+        gateway = subprocess.Popen(
+            [str(Path(sys.executable).with_name("notify-push-gateway")),
+             "--nextcloud-url", f"http://127.0.0.1:{stub_port}", "--redis-url", redis_url,
+             "--database-url", f"sqlite://{database}", "--bind", "127.0.0.1",
+             "--port", str(port), "--workers", "2", "--log-level", os.environ.get("LOG", "info")],
+        )  # fmt: skip
+        processes.append(gateway)
+        wait_until(lambda: ready(f"http://127.0.0.1:{port}/readyz"), 30, "the gateway")
+        print(
+            f"""
+notify-push-gateway is running with 2 workers.
+
+  websocket:   ws://127.0.0.1:{port}/ws   (also /push/ws)
+  demo users:  alice / {DEMO_USERS["alice"]}    bob / {DEMO_USERS["bob"]}
+  health:      http://127.0.0.1:{port}/healthz   http://127.0.0.1:{port}/readyz
+
+Connect (type the username, then the password, one per line):
+  .venv/bin/python -m websockets ws://127.0.0.1:{port}/ws
+Make a message arrive for alice:
+  {redis_cli} publish notify_custom '{{"user":"alice","message":"hello","body":{{"from":"make run"}}}}'
+
+Ctrl-C stops everything.
+""",
+            flush=True,
+        )
+        gateway.wait()
+        return 0
+    except StackError as exc:
+        print(f"make run: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for process in reversed(processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in reversed(processes):
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
