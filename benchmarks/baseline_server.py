@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -209,9 +210,7 @@ class Baseline:
                 log.warning("storage mapping failed for %s: %s", channel, e)
 
     async def run(self, host: str, port: int) -> None:
-        async with aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=100)
-        ) as self.http:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as self.http:
             consumer = asyncio.create_task(self.consume_redis())
             try:
                 async with serve(
@@ -242,17 +241,15 @@ def main(argv: list[str] | None = None) -> None:
     if not args.database_url.startswith("sqlite://"):
         p.error("--database-url: the baseline supports only sqlite:///path")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     # sqlite:///abs/path.db (the gateway's documented form) and sqlite:////abs/path.db.
     path = args.database_url[len("sqlite://") :].split("?", 1)[0]
     if path.startswith("//"):
         path = path[1:]
     server = Baseline(args.nextcloud_url, args.redis_url, path, args.database_prefix)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         uvloop.run(server.run(args.bind, args.port))
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

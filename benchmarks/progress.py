@@ -8,9 +8,11 @@ from typing import TextIO
 
 
 class Progress:
-    """``with Progress("connect", total) as p: p.update(done)``; redraws at most 5 times a second."""
+    """``with Progress("connect", total) as p: p.update(done)``; redraws at most 5 times/s."""
 
-    def __init__(self, label: str, total: float, unit: str = "", stream: TextIO | None = None) -> None:
+    def __init__(
+        self, label: str, total: float, unit: str = "", stream: TextIO | None = None
+    ) -> None:
         self.label = label
         self.total = max(total, 1e-9)
         self.unit = unit

@@ -118,11 +118,18 @@ def table(run: Result) -> str:
             if err:
                 rows.append([f"{scen}: {t} FAILED", err.splitlines()[0][:60]])
     header = ["figure", *cols]
-    widths = [max(len(r[i]) if i < len(r) else 0 for r in [header, *rows]) for i in range(len(header))]
+    widths = [
+        max(len(r[i]) if i < len(r) else 0 for r in [header, *rows]) for i in range(len(header))
+    ]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
     for r in rows:
-        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=False))))
+        lines.append(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(r, widths, strict=False))
+            )
+        )
     return "\n".join(lines)
 
 
@@ -167,8 +174,13 @@ def plot(run: Result, path: Path) -> bool:
         panels += [("idle", "mem"), ("idle", "cpu")]
     if not panels:
         return False
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
-    for ax, (name, kind) in zip(axes[0], panels, strict=True):
+    cols = min(2, len(panels))
+    nrows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(6 * cols, 4 * nrows), squeeze=False)
+    flat = [ax for row in axes for ax in row]
+    for ax in flat[len(panels) :]:
+        ax.set_visible(False)
+    for ax, (name, kind) in zip(flat, panels, strict=False):
         for t in run["targets"]:
             res = scen.get(name, {}).get(t) or {}
             if kind == "cdf":
@@ -184,12 +196,16 @@ def plot(run: Result, path: Path) -> bool:
                 steps = res.get("steps") or []
                 xs = [s["connections"] for s in steps]
                 if kind == "mem":
-                    ax.plot(xs, [s["pss_per_conn_bytes"] / 1024 for s in steps], marker="o", label=t)
+                    ax.plot(
+                        xs, [s["pss_per_conn_bytes"] / 1024 for s in steps], marker="o", label=t
+                    )
                     ax.set_ylabel("server PSS per connection (KiB)")
+                    ax.set_ylim(bottom=0)
                     ax.set_title("idle: memory per connection")
                 else:
                     ax.plot(xs, [s["cpu_us_per_conn_s"] for s in steps], marker="o", label=t)
                     ax.set_ylabel("server CPU µs per connection per second")
+                    ax.set_ylim(bottom=0)
                     ax.set_title("idle: CPU per connection")
                 ax.set_xlabel("connections")
         ax.grid(True, alpha=0.3)

@@ -17,8 +17,8 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from benchmarks.loadgen import ClientSpec, LoadGen
-from benchmarks.progress import Progress
 from benchmarks.procstats import sockstat
+from benchmarks.progress import Progress
 from benchmarks.report import latency_summary
 from benchmarks.stack import Env
 
@@ -32,9 +32,11 @@ class LoadOptions:
     login: str = "preauth"  # or "password"
 
 
-async def wait_for(cond: Callable[[], bool], timeout: float, tick: Callable[[], None] | None = None) -> bool:
-    """Poll ``cond`` every 20 ms until true or ``timeout``; returns whether it became true."""
-    deadline = time.monotonic() + timeout
+async def wait_for(
+    cond: Callable[[], bool], within: float, tick: Callable[[], None] | None = None
+) -> bool:
+    """Poll ``cond`` every 20 ms until true or ``within`` s pass; return whether it became true."""
+    deadline = time.monotonic() + within
     while True:
         if tick:
             tick()
@@ -45,7 +47,9 @@ async def wait_for(cond: Callable[[], bool], timeout: float, tick: Callable[[], 
         await asyncio.sleep(0.02)
 
 
-async def sleep_with_progress(seconds: float, label: str, extra: Callable[[], str] = lambda: "") -> None:
+async def sleep_with_progress(
+    seconds: float, label: str, extra: Callable[[], str] = lambda: ""
+) -> None:
     with Progress(label, seconds, "s") as bar:
         t0 = time.monotonic()
         while (elapsed := time.monotonic() - t0) < seconds:
@@ -98,9 +102,16 @@ async def idle(
 ) -> Result:
     """C idle authenticated connections; PSS growth / C, socket memory, idle CPU over a window."""
     probe = env.probe
-    out: Result = {"params": {"connections": connections, "steps": steps,
-                              "idle_seconds": idle_seconds, "conns_per_user": per_user,
-                              "login": opts.login}, "steps": []}
+    out: Result = {
+        "params": {
+            "connections": connections,
+            "steps": steps,
+            "idle_seconds": idle_seconds,
+            "conns_per_user": per_user,
+            "login": opts.login,
+        },
+        "steps": [],
+    }
     async with loadgen_for(env, connections, opts) as lg:
         await asyncio.sleep(1.0)  # let the server finish start-up allocations
         pss0 = probe.pss()
@@ -119,7 +130,9 @@ async def idle(
             sock = sockstat()
             cpu0 = probe.cpu()
             t0 = time.monotonic()
-            await sleep_with_progress(idle_seconds, f"idle: hold {held:,}", lambda: f"pings {lg.counters()['pings']:,}")
+            await sleep_with_progress(
+                idle_seconds, f"idle: hold {held:,}", lambda: f"pings {lg.counters()['pings']:,}"
+            )
             cpu1 = probe.cpu()
             wall = time.monotonic() - t0
             step: Result = {
@@ -127,7 +140,9 @@ async def idle(
                 "login_failed": res.failed,
                 "login_errors": res.errors,
                 "kernel_sock_mem_bytes": sock.tcp_mem_bytes - sock0.tcp_mem_bytes,
-                "kernel_sock_mem_per_conn_bytes": round((sock.tcp_mem_bytes - sock0.tcp_mem_bytes) / max(held, 1)),
+                "kernel_sock_mem_per_conn_bytes": round(
+                    (sock.tcp_mem_bytes - sock0.tcp_mem_bytes) / max(held, 1)
+                ),
                 "tcp_sockets_in_use": sock.tcp_inuse,
             }
             if pss is not None and pss0 is not None:
@@ -147,10 +162,14 @@ async def idle(
 
 
 async def publish_paced(
-    r: aioredis.Redis, count: int, rate: float, make: Callable[[int], tuple[str, str]], label: str,
+    r: aioredis.Redis,
+    count: int,
+    rate: float,
+    make: Callable[[int], tuple[str, str]],
+    label: str,
     received: Callable[[], int],
 ) -> float:
-    """PUBLISH ``count`` messages at ``rate`` per second (pipelined every 10 ms); returns seconds."""
+    """PUBLISH ``count`` messages at ``rate`` per second, pipelined every 10 ms; returns seconds."""
     t0 = time.monotonic()
     sent = 0
     with Progress(label, count) as bar:
@@ -174,10 +193,19 @@ async def fanout(
     """notify_custom to single users at a fixed rate; every user holds ``per_user`` connections."""
     total = users * per_user
     events = max(1, int(rate * duration))
-    out: Result = {"params": {"users": users, "conns_per_user": per_user, "rate": rate,
-                              "duration": duration, "events": events}}
+    out: Result = {
+        "params": {
+            "users": users,
+            "conns_per_user": per_user,
+            "rate": rate,
+            "duration": duration,
+            "events": events,
+        }
+    }
     async with loadgen_for(env, total, opts) as lg:
-        res = await connect_with_bar(lg, make_specs(env, total, per_user, opts.login), f"fanout: connect {total:,}")
+        res = await connect_with_bar(
+            lg, make_specs(env, total, per_user, opts.login), f"fanout: connect {total:,}"
+        )
         out["login_failed"] = res.failed
         opened = await lg.collect()
         open_by_user: Counter[str] = Counter(lg.user_of[i] for i in opened.open_idx)
@@ -186,6 +214,7 @@ async def fanout(
         await lg.reset()
         r = aioredis.Redis.from_url(env.redis_url)
         try:
+
             def make(n: int) -> tuple[str, str]:
                 body = {"t": time.time(), "seq": n}
                 return "notify_custom", json.dumps(
@@ -200,14 +229,19 @@ async def fanout(
                 r, events, rate, make, "fanout: publish", lambda: lg.counters()["bench"] - base
             )
             with Progress("fanout: drain", expected) as bar:
-                await wait_for(lambda: lg.counters()["bench"] - base >= expected, 10.0,
-                               lambda: bar.update(lg.counters()["bench"] - base))
+                await wait_for(
+                    lambda: lg.counters()["bench"] - base >= expected,
+                    10.0,
+                    lambda: bar.update(lg.counters()["bench"] - base),
+                )
             wall = time.monotonic() - t0
             cpu1 = env.probe.cpu()
         finally:
             await r.aclose()
         got = await lg.collect()
-        out.update(check_deliveries(lg.user_of, got.bench_idx, got.bench_seq, user_names, users, expected))
+        out.update(
+            check_deliveries(lg.user_of, got.bench_idx, got.bench_seq, user_names, users, expected)
+        )
         out["publish_seconds"] = round(seconds, 3)
         out["wall_seconds"] = round(wall, 3)
         out["latency"] = latency_summary(got.bench_lat)
@@ -217,7 +251,12 @@ async def fanout(
 
 
 def check_deliveries(
-    user_of: list[str], idx: list[int], seqs: list[int], user_names: list[str], users: int, expected: int
+    user_of: list[str],
+    idx: list[int],
+    seqs: list[int],
+    user_names: list[str],
+    users: int,
+    expected: int,
 ) -> Result:
     """Deliveries counted once per (connection, event); wrong-user and duplicate ones apart."""
     seen: set[tuple[int, int]] = set()
@@ -229,8 +268,13 @@ def check_deliveries(
             dup += 1
         else:
             seen.add((i, s))
-    return {"expected": expected, "deliveries": len(seen), "loss": expected - len(seen),
-            "duplicates": dup, "misdelivered": wrong}
+    return {
+        "expected": expected,
+        "deliveries": len(seen),
+        "loss": expected - len(seen),
+        "duplicates": dup,
+        "misdelivered": wrong,
+    }
 
 
 def add_cpu(out: Result, cpu0: float | None, cpu1: float | None, deliveries: int) -> None:
@@ -248,15 +292,31 @@ def add_cpu(out: Result, cpu0: float | None, cpu1: float | None, deliveries: int
 
 
 async def broadcast(
-    env: Env, *, users: int, per_user: int, rounds: int, interval: float, storage: int,
-    path: str, opts: LoadOptions,
+    env: Env,
+    *,
+    users: int,
+    per_user: int,
+    rounds: int,
+    interval: float,
+    storage: int,
+    path: str,
+    opts: LoadOptions,
 ) -> Result:
     """Storage updates mapped to every connected user; one round at a time, each drained."""
     total = users * per_user
-    out: Result = {"params": {"users": users, "conns_per_user": per_user, "rounds": rounds,
-                              "interval": interval, "storage": storage}}
+    out: Result = {
+        "params": {
+            "users": users,
+            "conns_per_user": per_user,
+            "rounds": rounds,
+            "interval": interval,
+            "storage": storage,
+        }
+    }
     async with loadgen_for(env, total, opts) as lg:
-        res = await connect_with_bar(lg, make_specs(env, total, per_user, opts.login), f"broadcast: connect {total:,}")
+        res = await connect_with_bar(
+            lg, make_specs(env, total, per_user, opts.login), f"broadcast: connect {total:,}"
+        )
         out["login_failed"] = res.failed
         held = len((await lg.collect()).open_idx)
         await lg.reset()
@@ -264,7 +324,10 @@ async def broadcast(
         published: list[float] = []
         try:
             # One warm-up round so the mapping query and cache fill are not measured.
-            await r.publish("notify_storage_update", json.dumps({"storage": storage, "path": path, "file_id": 0}))
+            await r.publish(
+                "notify_storage_update",
+                json.dumps({"storage": storage, "path": path, "file_id": 0}),
+            )
             await wait_for(lambda: lg.counters()["file"] >= held, 10.0)
             await lg.reset()
             base = lg.counters()["file"]
@@ -273,14 +336,18 @@ async def broadcast(
                 for n in range(rounds):
                     t_round = time.monotonic()
                     published.append(time.time())
-                    await r.publish("notify_storage_update",
-                                    json.dumps({"storage": storage, "path": path, "file_id": n + 1}))
+                    await r.publish(
+                        "notify_storage_update",
+                        json.dumps({"storage": storage, "path": path, "file_id": n + 1}),
+                    )
                     goal = (n + 1) * held
 
                     def round_done(goal: int = goal) -> bool:
                         return lg.counters()["file"] - base >= goal
 
-                    await wait_for(round_done, 10.0, lambda: bar.update(lg.counters()["file"] - base))
+                    await wait_for(
+                        round_done, 10.0, lambda: bar.update(lg.counters()["file"] - base)
+                    )
                     rest = interval - (time.monotonic() - t_round)
                     if rest > 0 and n + 1 < rounds:
                         await asyncio.sleep(rest)
@@ -332,7 +399,9 @@ async def connect(
                 "logins_per_s": round(res.ok / res.seconds, 1) if res.seconds else None,
                 "login_latency": lat,
                 "distinct_credentials": len({s.user for s in specs}),
-                "nextcloud_requests": (req1 - req0) if req0 is not None and req1 is not None else None,
+                "nextcloud_requests": (req1 - req0)
+                if req0 is not None and req1 is not None
+                else None,
             }
             if cpu0 is not None and cpu1 is not None:
                 m["server_cpu_s"] = round(cpu1 - cpu0, 3)

@@ -9,6 +9,7 @@ ports picked free at start; everything is stopped by PID on exit.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import select
 import shutil
@@ -55,9 +56,7 @@ class Env:
         if self.stub_url is None:
             return None
         try:
-            with urllib.request.urlopen(f"{self.stub_url}/stub/stats", timeout=2) as r:  # noqa: S310
-                import json
-
+            with urllib.request.urlopen(f"{self.stub_url}/stub/stats", timeout=2) as r:
                 return int(json.loads(r.read())["uid_requests"])
         except (OSError, ValueError, KeyError):
             return None
@@ -69,11 +68,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def stub_module() -> str:
-    """The lead's stub once it exists, else the stand-in in this package."""
-    if (REPO / "shared" / "stub_nextcloud" / "__main__.py").exists():
-        return "shared.stub_nextcloud"
-    return "benchmarks.stub_nextcloud"
+# The project's stub Nextcloud: logins, and the SQLite database with the demo mounts
+# (storage 1 at root "" for every user, storage 1000 + i for user i alone).
+STUB_MODULE = "shared.stub_nextcloud"
 
 
 def gateway_command() -> list[str]:
@@ -108,7 +105,7 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
         if proc.poll() is not None:
             raise StackError(f"exited with {proc.returncode}:\n{_tail(log)}")
         try:
-            with urllib.request.urlopen(url, timeout=1) as r:  # noqa: S310 (loopback only)
+            with urllib.request.urlopen(url, timeout=1) as r:
                 if r.status == 200:
                     return
         except urllib.error.HTTPError as e:
@@ -160,7 +157,11 @@ class LocalStack:
         self.server_proc: subprocess.Popen[bytes] | None = None
 
     def _spawn(
-        self, name: str, argv: Sequence[str], env: dict[str, str] | None = None, stdout: int | None = None
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: dict[str, str] | None = None,
+        stdout: int | None = None,
     ) -> tuple[subprocess.Popen[bytes], Path]:
         log = self.dir / f"{name}.log"
         with open(log, "wb") as f:
@@ -189,8 +190,19 @@ class LocalStack:
             raise StackError("redis-server is not installed")
         rproc, rlog = self._spawn(
             "redis",
-            ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--maxclients", "1000"],
+            [
+                "redis-server",
+                "--port",
+                str(redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--maxclients",
+                "1000",
+            ],
         )
         client = redis.Redis(port=redis_port, socket_connect_timeout=0.5)
         deadline = time.monotonic() + START_DEADLINE
@@ -208,16 +220,38 @@ class LocalStack:
         sqlite = self.dir / "nextcloud.db"
         sproc, slog = self._spawn(
             "stub",
-            [sys.executable, "-m", stub_module(), "--host", "127.0.0.1", "--port", str(stub_port),
-             "--redis-url", redis_url, "--sqlite", str(sqlite),
-             "--generated-users", str(self.n_users)],
+            [
+                sys.executable,
+                "-m",
+                stub_module(),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(stub_port),
+                "--redis-url",
+                redis_url,
+                "--sqlite",
+                str(sqlite),
+                "--generated-users",
+                str(self.n_users),
+            ],
             stdout=subprocess.PIPE,
         )
         stub_url = self._wait_stub_ready(sproc, slog)
 
         port = free_port()
-        common = ["--nextcloud-url", stub_url, "--redis-url", redis_url,
-                  "--database-url", f"sqlite://{sqlite}", "--port", str(port), "--bind", "127.0.0.1"]
+        common = [
+            "--nextcloud-url",
+            stub_url,
+            "--redis-url",
+            redis_url,
+            "--database-url",
+            f"sqlite://{sqlite}",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+        ]
         if self.server == "gateway":
             argv = [*gateway_command(), *common, "--workers", str(self.gateway_workers)]
             proc, log = self._spawn("gateway", argv, env=self.gateway_env)
@@ -237,8 +271,10 @@ class LocalStack:
             users=users,
             probe=ServerProbe([proc.pid]),
             stub_url=stub_url,
-            notes={"workers": self.gateway_workers if self.server == "gateway" else 1,
-                   **({"env": self.gateway_env} if self.server == "gateway" else {})},
+            notes={
+                "workers": self.gateway_workers if self.server == "gateway" else 1,
+                **({"env": self.gateway_env} if self.server == "gateway" else {}),
+            },
         )
 
     def _wait_stub_ready(self, proc: subprocess.Popen[bytes], log: Path) -> str:

@@ -13,7 +13,7 @@ import enum
 import logging
 from typing import TYPE_CHECKING, cast
 
-from websockets.frames import Opcode
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
 
@@ -160,10 +160,12 @@ class ClientConnection(asyncio.Protocol):
         for frame in ws.events_received():
             if self.state >= ConnState.CLOSING:
                 break
+            if not isinstance(frame, Frame):
+                continue  # only the handshake yields other events
             opcode = frame.opcode
             if opcode is Opcode.TEXT:
                 try:
-                    text = frame.data.decode("utf-8")
+                    text = bytes(frame.data).decode("utf-8")
                 except UnicodeDecodeError:
                     self._bad_frame()
                     continue
@@ -171,7 +173,7 @@ class ClientConnection(asyncio.Protocol):
             elif opcode is Opcode.BINARY:
                 self._bad_frame()
             elif opcode is Opcode.PONG:
-                self.worker.pong_received(self, frame.data)
+                self.worker.pong_received(self, bytes(frame.data))
             # PING is answered by ServerProtocol itself; CLOSE is handled below;
             # continuation frames are ignored (no client of ours fragments).
         self._flush_ws()

@@ -126,7 +126,7 @@ class NextcloudLogin:
                 ) as resp:
                     status = resp.status
                     body = await resp.text() if status == 200 else ""
-            except (aiohttp.ClientError, asyncio.TimeoutError, UnicodeDecodeError) as exc:
+            except (TimeoutError, aiohttp.ClientError, UnicodeDecodeError) as exc:
                 self.statistics.request_errors += 1
                 log.warning("login check with Nextcloud failed: %s", exc.__class__.__name__)
                 raise LoginError("Error while communicating with nextcloud") from exc

@@ -14,7 +14,7 @@ import enum
 import logging
 import os
 from collections.abc import Callable
-from typing import Protocol, cast
+from typing import Protocol
 
 from shared import ipc
 from shared.errors import FrameError, UpstreamError
@@ -95,11 +95,10 @@ class RouterLink:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
-            self._transport = cast(asyncio.Transport, transport)
+            self._transport = transport
             self._protocol = protocol
-            transport.write(
-                ipc.encode(ipc.Hello(self._worker_id, os.getpid(), self._handler.registered_users()))
-            )
+            hello = ipc.Hello(self._worker_id, os.getpid(), self._handler.registered_users())
+            transport.write(ipc.encode(hello))
             self._set_state(LinkState.READY)
             backoff = BACKOFF_START
             try:

@@ -9,6 +9,7 @@ workers' ``/readyz`` and the metrics can show it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -67,7 +68,7 @@ class RedisListener:
             started = time.monotonic()
             try:
                 await self._listen(url)
-            except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, RedisError, OSError) as exc:
                 if failed_since is None:
                     failed_since = time.monotonic()
                     log.warning("Redis subscription on %s failed: %s", _describe(url), exc)
@@ -107,7 +108,7 @@ class RedisListener:
                 last_ping = now
                 await pubsub.ping()
             if now - last_heard > SILENCE_LIMIT:
-                raise asyncio.TimeoutError("no answer to pings on the subscription")
+                raise TimeoutError("no answer to pings on the subscription")
 
     def _set_subscribed(self, value: bool) -> None:
         if value != self.subscribed:
@@ -117,10 +118,8 @@ class RedisListener:
     async def _close_client(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            try:
+            with contextlib.suppress(RedisError, OSError):
                 await client.aclose()
-            except (RedisError, OSError):
-                pass
 
     async def publish_client(self) -> aioredis.Redis:
         """A regular (non-pubsub) client for SET/GET on the first node."""

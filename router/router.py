@@ -9,22 +9,23 @@ cookie. Workers connect to its Unix socket and register their users.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import time
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine, Iterable
+from typing import TYPE_CHECKING, Any
 
+from router.interest import InterestTable
+from router.links import WorkerLink, make_link_factory
+from router.preauth import TokenStore
+from router.redis_listener import RedisListener
 from shared import events as ev
 from shared import ipc, logs
 from shared.config import Config
 from shared.errors import EventError, UpstreamError
 from shared.heartbeat import Heartbeat
-from router.interest import InterestTable
-from router.links import WorkerLink, make_link_factory
-from router.preauth import TokenStore
-from router.redis_listener import RedisListener
 
 if TYPE_CHECKING:
     from router.storage_mapping import StorageMapping
@@ -63,7 +64,7 @@ class Router:
         loop = asyncio.get_running_loop()
         if self.config.database_url:
             self.mapping = _make_mapping(self.config)
-        if os.path.exists(self.socket_path):
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket_path)  # left by a router that crashed
         self._server = await loop.create_unix_server(
             make_link_factory(self, loop), path=self.socket_path
@@ -81,8 +82,8 @@ class Router:
         if self.mapping is not None:
             await self.mapping.close()
 
-    def _spawn(self, coro: object) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
 
@@ -132,8 +133,8 @@ class Router:
             case ipc.Release(user):
                 self.interest.release(worker, user)
             case ipc.ConsumeToken(request_id, token):
-                user = self.tokens.consume(token, time.monotonic())
-                link.send(ipc.TokenResult(request_id, user))
+                owner = self.tokens.consume(token, time.monotonic())
+                link.send(ipc.TokenResult(request_id, owner))
             case ipc.Stats(values):
                 self.worker_stats[worker] = values
             case _:
@@ -176,9 +177,7 @@ class Router:
             case ev.Notification(user):
                 self.route((user,), ipc.Deliver((), kind.NOTIFICATION, published=received))
             case ev.Custom(user, message, body):
-                self.route(
-                    (user,), ipc.Deliver((), kind.CUSTOM, None, message, body, received)
-                )
+                self.route((user,), ipc.Deliver((), kind.CUSTOM, None, message, body, received))
             case ev.ShareCreate(user) | ev.GroupUpdate(user, _):
                 self.route((user,), ipc.Deliver((), kind.FILE, published=received))
             case ev.StorageUpdate():

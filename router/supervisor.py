@@ -10,6 +10,7 @@ signal; the loop acts on it.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import multiprocessing
@@ -106,10 +107,8 @@ class Supervisor:
             shutil.rmtree(self._ipc_dir, ignore_errors=True)
             if self.config.socket_path and self._unix_socket is not None:
                 self._unix_socket.close()
-                try:
+                with contextlib.suppress(OSError):
                     os.unlink(self.config.socket_path)
-                except OSError:
-                    pass
         return 0
 
     def _on_signal(self, signum: int, _frame: object) -> None:
@@ -150,7 +149,12 @@ class Supervisor:
         else:
             target = _child(
                 slot.name,
-                run_worker, self.config, slot.index, self.ipc_path, heartbeat, self._unix_socket
+                run_worker,
+                self.config,
+                slot.index,
+                self.ipc_path,
+                heartbeat,
+                self._unix_socket,
             )
         process = self._ctx.Process(target=target, name=slot.name, daemon=False)
         process.start()
@@ -202,7 +206,10 @@ class Supervisor:
 
 
 def _set_process_name(name: str) -> None:
-    """Name the process in ``ps``/``top`` (Linux ``comm``, 15 bytes) so admins and tests tell them apart."""
+    """Name the process in ``ps``/``top`` (Linux ``comm``, 15 bytes).
+
+    Admins, and the tests, tell the router and the workers apart by it.
+    """
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         pr_set_name = 15

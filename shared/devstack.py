@@ -71,7 +71,7 @@ def start_redis_server(workdir: Path, port: int) -> subprocess.Popen[bytes]:
 
 def ready(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310
+        with urllib.request.urlopen(url, timeout=1) as resp:
             return bool(resp.status == 200)
     except OSError:
         return False
@@ -108,7 +108,8 @@ def main() -> int:
             [str(Path(sys.executable).with_name("notify-push-gateway")),
              "--nextcloud-url", f"http://127.0.0.1:{stub_port}", "--redis-url", redis_url,
              "--database-url", f"sqlite://{database}", "--bind", "127.0.0.1",
-             "--port", str(port), "--workers", "2", "--log-level", os.environ.get("LOG", "info")],
+             "--port", str(port), "--workers", "2",
+             "--log-level", os.environ.get("LOG", "info")],
         )  # fmt: skip
         processes.append(gateway)
         wait_until(lambda: ready(f"http://127.0.0.1:{port}/readyz"), 30, "the gateway")
@@ -123,7 +124,7 @@ notify-push-gateway is running with 2 workers.
 Connect (type the username, then the password, one per line):
   .venv/bin/python -m websockets ws://127.0.0.1:{port}/ws
 Make a message arrive for alice:
-  {redis_cli} publish notify_custom '{{"user":"alice","message":"hello","body":{{"from":"make run"}}}}'
+  {redis_cli} publish notify_custom '{{"user":"alice","message":"hello","body":{{"n":1}}}}'
 
 Ctrl-C stops everything.
 """,

@@ -253,7 +253,7 @@ class Fleet:
             self._closed_waiter.set_result(None)
 
     async def connect(
-        self, specs: Sequence[tuple[int, str, str | None]], window: int, timeout: float
+        self, specs: Sequence[tuple[int, str, str | None]], window: int, login_timeout: float
     ) -> dict[str, Any]:
         """Log every spec ``(idx, user, password or None for pre-auth)`` in, ``window`` at a time.
 
@@ -282,7 +282,7 @@ class Fleet:
                     pipe.publish("notify_pre_auth", json.dumps({"user": user, "token": token}))
                 await pipe.execute()
             results = await asyncio.gather(
-                *(self._connect_one(idx, user, pw, timeout) for idx, user, pw in logins)
+                *(self._connect_one(idx, user, pw, login_timeout) for idx, user, pw in logins)
             )
             for outcome, seconds in results:
                 if outcome == "ok":
@@ -293,7 +293,7 @@ class Fleet:
         return {"ok": ok, "failed": sum(errors.values()), "errors": dict(errors), "lat": lat}
 
     async def _connect_one(
-        self, idx: int, user: str, password: str, timeout: float
+        self, idx: int, user: str, password: str, login_timeout: float
     ) -> tuple[str, float]:
         loop = asyncio.get_running_loop()
         t0 = time.perf_counter()
@@ -307,7 +307,7 @@ class Fleet:
                 self._rr += 1
                 sock.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
                 sock.bind((src, 0))
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(login_timeout):
                 await loop.sock_connect(sock, (self.target.host, self.target.port))
                 _, proto = await loop.create_connection(
                     lambda: Client(self, idx, (user, password), waiter),
@@ -333,8 +333,8 @@ class Fleet:
             self.counters.bump(C_OK)
         return outcome, time.perf_counter() - t0
 
-    async def close_all(self, timeout: float) -> int:
-        """Close every client (close frame, then TCP); wait until all are gone or ``timeout``."""
+    async def close_all(self, grace: float) -> int:
+        """Close every client (close frame, then TCP); wait up to ``grace`` s for all to go."""
         if not self.clients:
             return 0
         loop = asyncio.get_running_loop()
@@ -342,7 +342,7 @@ class Fleet:
         for c in list(self.clients.values()):
             c.close()
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(grace):
                 await self._closed_waiter
         except TimeoutError:
             for c in list(self.clients.values()):

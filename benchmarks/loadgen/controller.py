@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import array
 import asyncio
+import contextlib
 import math
 import multiprocessing
 import multiprocessing.connection
@@ -18,8 +19,6 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
-
-T = TypeVar("T")
 
 from benchmarks.loadgen.client import (
     C_BENCH,
@@ -35,6 +34,8 @@ from benchmarks.loadgen.client import (
 from benchmarks.loadgen.worker import worker_main
 
 __all__ = ["ClientSpec", "Collected", "LoadGen", "Target"]
+
+T = TypeVar("T")
 
 MAX_PER_PROCESS: Final = 18_000
 # Connections per loopback source address; well below the ~28,000 ephemeral ports.
@@ -120,7 +121,9 @@ class LoadGen:
             return []
         per = math.ceil(MAX_PER_PROCESS / PER_SOURCE_ADDR)
         # 127.0.0.2 and up: every address in 127.0.0.0/8 is local on Linux.
-        return [f"127.0.{(n // 250)}.{2 + n % 250}" for n in range(worker * per, (worker + 1) * per)]
+        return [
+            f"127.0.{(n // 250)}.{2 + n % 250}" for n in range(worker * per, (worker + 1) * per)
+        ]
 
     async def __aenter__(self) -> LoadGen:
         self._counters = self._ctx.Array("q", self.procs * N_COUNTERS, lock=False)
@@ -145,10 +148,8 @@ class LoadGen:
 
     async def stop(self) -> None:
         for c in self._conns:
-            try:
+            with contextlib.suppress(OSError):
                 c.send(("quit", None))
-            except OSError:
-                pass
         deadline = time.monotonic() + 10
         for p in self._procs:
             await asyncio.to_thread(p.join, max(0.1, deadline - time.monotonic()))
@@ -251,10 +252,10 @@ class LoadGen:
             out.open_idx += _unpack("i", r["open_idx"])
         return out
 
-    async def close_all(self, timeout: float = 30.0) -> int:
+    async def close_all(self, grace: float = 30.0) -> int:
         """Close every connection; returns how many were still open at the deadline."""
         replies = await asyncio.gather(
-            *(self._call(w, "close_all", timeout) for w in range(self.procs))
+            *(self._call(w, "close_all", grace) for w in range(self.procs))
         )
         self._load = [0] * self.procs
         return sum(int(r["left"]) for r in replies)

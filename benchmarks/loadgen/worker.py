@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import array
 import asyncio
+import contextlib
 import logging
 import resource
 from collections.abc import Sequence
@@ -38,10 +39,10 @@ def worker_main(
     counter_array: Any,
 ) -> None:
     raise_nofile_limit()
-    try:
-        uvloop.run(_serve(conn, Fleet(target, source_addrs, Counters(counter_array, worker_id), redis_url)))
-    except KeyboardInterrupt:
-        pass
+    with contextlib.suppress(KeyboardInterrupt):
+        uvloop.run(
+            _serve(conn, Fleet(target, source_addrs, Counters(counter_array, worker_id), redis_url))
+        )
 
 
 async def _serve(conn: Connection, fleet: Fleet) -> None:
@@ -92,7 +93,9 @@ async def _handle(fleet: Fleet, name: str, args: Any) -> dict[str, Any]:
             "file_idx": rec.file_idx.tobytes(),
             "file_t": rec.file_t.tobytes(),
             "other": dict(rec.other),
-            "open_idx": array.array("i", (i for i, c in fleet.clients.items() if c.state == State.OPEN)).tobytes(),
+            "open_idx": array.array(
+                "i", (i for i, c in fleet.clients.items() if c.state == State.OPEN)
+            ).tobytes(),
         }
     if name == "close_all":
         left = await fleet.close_all(float(args))

@@ -160,3 +160,35 @@ def test_health_and_readiness(gateway: Gateway) -> None:
     assert http_get(f"{gateway.http_url}/readyz") == (200, "ready\n")
     assert http_get(f"{gateway.http_url}/push/readyz") == (200, "ready\n")
     assert http_get(f"{gateway.http_url}/nothing-here")[0] == 404
+
+
+def test_identical_logins_share_requests_to_nextcloud(
+    gateway: Gateway, stub: Stub, clients: contextlib.ExitStack
+) -> None:
+    before = stub.stats()["uid_requests"]
+    assert isinstance(before, int)
+    conns = [Client(clients, gateway.ws_url) for _ in range(12)]
+    for client in conns:  # all credentials in flight before any answer is read
+        client.send("user7")
+        client.send("password-user7")
+    assert [c.recv() for c in conns] == ["authenticated"] * 12
+    after = stub.stats()["uid_requests"]
+    assert isinstance(after, int)
+    # Shared in flight and cached per worker: at most one request per worker.
+    assert 1 <= after - before <= gateway.workers
+
+
+def test_forwarded_for_chain_reaches_nextcloud(
+    gateway: Gateway, stub: Stub, clients: contextlib.ExitStack
+) -> None:
+    from websockets.sync.client import connect
+
+    ws = clients.enter_context(
+        connect(gateway.ws_url, additional_headers={"X-Forwarded-For": "203.0.113.9"})
+    )
+    ws.send("carol")
+    ws.send(USERS["carol"] + "-wrong")
+    assert ws.recv(timeout=10) == "err: Invalid credentials"
+    chains = stub.stats()["forwarded_for"]
+    assert isinstance(chains, list)
+    assert "203.0.113.9, 127.0.0.1" in chains

@@ -49,7 +49,7 @@ def free_port() -> int:
 def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
     request = urllib.request.Request(url, headers=headers or {})
     try:
-        with urllib.request.urlopen(request, timeout=timeout(5)) as resp:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=timeout(5)) as resp:
             return resp.status, resp.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
@@ -113,7 +113,7 @@ class Stub:
     def fail_logins(self, status: int | None) -> None:
         query = f"?status={status}" if status else ""
         request = urllib.request.Request(f"{self.url}/stub/fail{query}", method="POST")
-        with urllib.request.urlopen(request, timeout=timeout(5)):  # noqa: S310
+        with urllib.request.urlopen(request, timeout=timeout(5)):
             pass
 
     def stop(self) -> None:

@@ -1,0 +1,92 @@
+"""IPC framing and message codecs, fed bytes."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from shared import ipc
+from shared.errors import FrameError
+
+MESSAGES: list[ipc.Message] = [
+    ipc.Hello(3, 1234, {"alice": 2, "bob": 1}),
+    ipc.Admit(7, "alice"),
+    ipc.Release("alice"),
+    ipc.ConsumeToken(8, "t" * 32),
+    ipc.Stats({"messages_sent_file": 3.0}),
+    ipc.Deliver(("a", "b"), ipc.MessageKind.FILE, (1, 2**63), None, None, 12.5),
+    ipc.Deliver(("a",), ipc.MessageKind.FILE),
+    ipc.Deliver(("a",), ipc.MessageKind.CUSTOM, None, "type", '{"x":1}', 1.0),
+    ipc.Status(True, 10, 3),
+    ipc.AdmitResult(7, False),
+    ipc.TokenResult(8, None),
+    ipc.TokenResult(9, "carol"),
+    ipc.Control(ipc.ControlAction.LOG_LEVEL, "debug"),
+]
+
+
+def test_every_message_round_trips() -> None:
+    stream = b"".join(ipc.encode(m) for m in MESSAGES)
+    assert ipc.FrameDecoder().feed(stream) == MESSAGES
+
+
+def test_frames_split_at_every_byte_boundary() -> None:
+    stream = b"".join(ipc.encode(m) for m in MESSAGES)
+    decoder = ipc.FrameDecoder()
+    received: list[ipc.Message] = []
+    for i in range(len(stream)):
+        received += decoder.feed(stream[i : i + 1])
+    assert received == MESSAGES
+    assert decoder.buffered == 0
+
+
+def test_oversized_frame_is_refused_before_its_body_arrives() -> None:
+    decoder = ipc.FrameDecoder(max_frame_size=100)
+    with pytest.raises(FrameError, match="exceeds"):
+        decoder.feed(ipc.HEADER.pack(101))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        msgpack.packb({"not": "a list"}),
+        msgpack.packb([]),
+        msgpack.packb([999, 1]),
+        msgpack.packb([ipc.Tag.ADMIT, "not-an-int", "alice"]),
+        msgpack.packb([ipc.Tag.ADMIT, 1]),
+        msgpack.packb([ipc.Tag.DELIVER, ["a"], 99, None, None, None, 0.0]),
+        msgpack.packb([ipc.Tag.DELIVER, "a", 0, None, None, None, 0.0]),
+        msgpack.packb([ipc.Tag.HELLO, 1, 2, {"u": "many"}]),
+        msgpack.packb([ipc.Tag.STATS, {"x": "y"}]),
+        b"\xc1",  # never-used msgpack byte
+    ],
+)
+def test_malformed_bodies_raise_frame_error(body: bytes) -> None:
+    with pytest.raises(FrameError):
+        ipc.FrameDecoder().feed(ipc.HEADER.pack(len(body)) + body)
+
+
+@given(st.binary(max_size=512))
+def test_arbitrary_bytes_raise_only_frame_error(data: bytes) -> None:
+    decoder = ipc.FrameDecoder(max_frame_size=256)
+    try:
+        for message in decoder.feed(data):
+            assert isinstance(message, ipc.Message)
+    except FrameError:
+        pass
+
+
+@given(
+    st.lists(
+        st.one_of(st.integers(-(2**63), 2**64 - 1), st.text(), st.none(), st.binary(), st.floats()),
+        max_size=8,
+    )
+)
+def test_arbitrary_msgpack_arrays_raise_only_frame_error(items: list[object]) -> None:
+    body = msgpack.packb(items, use_bin_type=True)
+    try:
+        ipc.FrameDecoder().feed(ipc.HEADER.pack(len(body)) + body)
+    except FrameError:
+        pass
