@@ -223,7 +223,7 @@ class LocalStack:
             [
                 sys.executable,
                 "-m",
-                stub_module(),
+                STUB_MODULE,
                 "--host",
                 "127.0.0.1",
                 "--port",

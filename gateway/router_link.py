@@ -21,7 +21,8 @@ from shared.errors import FrameError, UpstreamError
 
 log = logging.getLogger("gateway.link")
 
-REQUEST_TIMEOUT = 5.0
+# Self-test answers may wait for Nextcloud (10 s) or the database.
+REQUEST_TIMEOUT = 15.0
 BACKOFF_START = 0.05
 BACKOFF_MAX = 2.0
 
@@ -128,6 +129,8 @@ class RouterLink:
                 self._resolve(request_id, ok)
             case ipc.TokenResult(request_id, user):
                 self._resolve(request_id, user)
+            case ipc.HttpAnswer(request_id):
+                self._resolve(request_id, message)
             case _:
                 self._handler.router_message(message)
 
@@ -167,6 +170,12 @@ class RouterLink:
         """The user a pre-auth token belongs to, consuming it. Raises UpstreamError."""
         result = await self._request(lambda rid: ipc.ConsumeToken(rid, token))
         return result if isinstance(result, str) else None
+
+    async def http_query(self, method: str, path: str, token: str) -> ipc.HttpAnswer:
+        """Have the router answer a self-test request. Raises UpstreamError."""
+        result = await self._request(lambda rid: ipc.HttpQuery(rid, method, path, token))
+        assert isinstance(result, ipc.HttpAnswer)
+        return result
 
     def close(self) -> None:
         self._set_state(LinkState.DRAINING)

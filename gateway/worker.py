@@ -320,10 +320,20 @@ class Worker:
                 conn.respond_and_close(response(200, "ready\n"))
             else:
                 conn.respond_and_close(response(503, f"{reason}\n"))
+        elif path.startswith("/test/"):
+            self._spawn(self._self_test(conn, head.method, path, head.header("token") or ""))
         elif path in ("/ws",):
             conn.respond_and_close(response(426, "websocket upgrade required\n"))
         else:
             conn.respond_and_close(response(404, "not found\n"))
+
+    async def _self_test(self, conn: ClientConnection, method: str, path: str, token: str) -> None:
+        try:
+            answer = await self.link.http_query(method, path, token)
+        except UpstreamError as exc:
+            conn.respond_and_close(response(503, f"{exc}\n"))
+            return
+        conn.respond_and_close(response(answer.status, answer.body))
 
     def unready_reason(self) -> str | None:
         if not self.link.is_ready:

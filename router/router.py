@@ -14,6 +14,8 @@ import json
 import logging
 import os
 import time
+
+import redis.asyncio as aioredis
 from collections.abc import Coroutine, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +23,7 @@ from router.interest import InterestTable
 from router.links import WorkerLink, make_link_factory
 from router.preauth import TokenStore
 from router.redis_listener import RedisListener
+from router.self_test import SelfTest, check_app_version
 from shared import events as ev
 from shared import ipc, logs
 from shared.config import Config
@@ -58,12 +61,19 @@ class Router:
         self._tasks: set[asyncio.Task[None]] = set()
         self._pending_mappings = 0
         self._server: asyncio.AbstractServer | None = None
+        self._kv: aioredis.Redis | None = None
 
     # --- lifecycle -------------------------------------------------------
     async def run(self, heartbeat: Heartbeat | None, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         if self.config.database_url:
             self.mapping = _make_mapping(self.config)
+        self.self_test = SelfTest(
+            self.config,
+            self.kv,
+            lambda: self.test_cookie,
+            self.mapping.root_user_count if self.mapping is not None else None,
+        )
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket_path)  # left by a router that crashed
         self._server = await loop.create_unix_server(
@@ -73,6 +83,7 @@ class Router:
         log.info("router listening for workers on %s", self.socket_path)
         self._spawn(self.listener.run())
         self._spawn(self._periodic(heartbeat))
+        self._spawn(check_app_version(self.config, self.kv))
         await stop.wait()
         log.info("router stopping")
         self._server.close()
@@ -81,6 +92,14 @@ class Router:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.mapping is not None:
             await self.mapping.close()
+        if self._kv is not None:
+            await self._kv.aclose()
+
+    async def kv(self) -> aioredis.Redis:
+        """The router's regular (non-subscribed) Redis client, for keys."""
+        if self._kv is None:
+            self._kv = await self.listener.publish_client()
+        return self._kv
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -137,8 +156,14 @@ class Router:
                 link.send(ipc.TokenResult(request_id, owner))
             case ipc.Stats(values):
                 self.worker_stats[worker] = values
+            case ipc.HttpQuery():
+                self._spawn(self._answer_http(link, message))
             case _:
                 log.warning("worker %d sent an unexpected %s", worker, type(message).__name__)
+
+    async def _answer_http(self, link: WorkerLink, query: ipc.HttpQuery) -> None:
+        answer = await self.self_test.answer(query.method, query.path, query.token)
+        link.send(ipc.HttpAnswer(query.request_id, answer.status, answer.body))
 
     def _status(self) -> ipc.Status:
         return ipc.Status(
@@ -269,13 +294,11 @@ class Router:
         }
 
     async def _publish_metrics(self) -> None:
-        client = await self.listener.publish_client()
         try:
+            client = await self.kv()
             await client.set("notify_push_metrics", json.dumps(self.metrics_snapshot()))
         except Exception as exc:  # Redis errors and OSError alike: report, never crash
-            log.warning("could not store metrics in Redis: %s", exc)
-        finally:
-            await client.aclose()
+            log.warning("could not store metrics in Redis: %s", exc.__class__.__name__)
 
 
 def _make_mapping(config: Config) -> StorageMapping:

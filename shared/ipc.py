@@ -39,12 +39,14 @@ class Tag(enum.IntEnum):
     RELEASE = 3
     CONSUME_TOKEN = 4
     STATS = 5
+    HTTP_QUERY = 6
     # router -> worker
     DELIVER = 20
     STATUS = 21
     ADMIT_RESULT = 22
     TOKEN_RESULT = 23
     CONTROL = 24
+    HTTP_ANSWER = 25
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,23 @@ class Stats:
     """A worker's counters, summed by the router for metrics."""
 
     values: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class HttpQuery:
+    """A self-test request (PROTOCOL.md section 5) for the router to answer."""
+
+    request_id: int
+    method: str
+    path: str
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class HttpAnswer:
+    request_id: int
+    status: int
+    body: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +160,8 @@ Message = (
     | Release
     | ConsumeToken
     | Stats
+    | HttpQuery
+    | HttpAnswer
     | Deliver
     | Status
     | AdmitResult
@@ -170,6 +191,10 @@ def _to_wire(m: Message) -> list[Any]:
             return [Tag.CONSUME_TOKEN, m.request_id, m.token]
         case Stats():
             return [Tag.STATS, m.values]
+        case HttpQuery():
+            return [Tag.HTTP_QUERY, m.request_id, m.method, m.path, m.token]
+        case HttpAnswer():
+            return [Tag.HTTP_ANSWER, m.request_id, m.status, m.body]
         case Status():
             return [Tag.STATUS, m.redis_subscribed, m.active_connections, m.workers_linked]
         case AdmitResult():
@@ -238,6 +263,12 @@ def _from_wire(item: object) -> Message:
                 ):
                     raise FrameError("stats is not a map of numbers")
                 return Stats({_str(k): float(v) for k, v in values.items()})
+            case Tag.HTTP_QUERY:
+                request_id, method, path, token = args
+                return HttpQuery(_int(request_id), _str(method), _str(path), _str(token))
+            case Tag.HTTP_ANSWER:
+                request_id, status, body = args
+                return HttpAnswer(_int(request_id), _int(status), _str(body))
             case Tag.STATUS:
                 subscribed, active, linked = args
                 return Status(bool(subscribed), _int(active), _int(linked))

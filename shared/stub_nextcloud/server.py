@@ -14,6 +14,7 @@ import sqlite3
 from collections.abc import Iterable, Mapping
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from shared.stub_nextcloud.schema import Mount, create_sqlite, seed_sqlite
 
@@ -51,14 +52,21 @@ class StubNextcloud:
         self.users = dict(users)
         self.redis_url = redis_url
         self.uid_requests = 0
+        self.app_requests = 0  # every notify_push app endpoint, logins included
         self.forwarded_for: list[str] = []
         self.test_cookie = 0
         self.fail_logins_with: int | None = None  # e.g. 500 to simulate a broken Nextcloud
         self._runner: web.AppRunner | None = None
         self.url = ""
 
+    @web.middleware
+    async def _count(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith(APP):
+            self.app_requests += 1
+        return await handler(request)
+
     def _app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self._count])
         app.router.add_get(f"{APP}/uid", self._uid)
         app.router.add_get(f"{APP}/test/cookie", self._cookie)
         app.router.add_get(f"{APP}/test/remote", self._remote)
@@ -95,7 +103,11 @@ class StubNextcloud:
 
     async def _stats(self, request: web.Request) -> web.Response:
         return web.json_response(
-            {"uid_requests": self.uid_requests, "forwarded_for": self.forwarded_for[-100:]}
+            {
+                "uid_requests": self.uid_requests,
+                "app_requests": self.app_requests,
+                "forwarded_for": self.forwarded_for[-100:],
+            }
         )
 
     async def _set_failure(self, request: web.Request) -> web.Response:

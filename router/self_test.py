@@ -1,0 +1,155 @@
+"""The self-test endpoints ``occ notify_push:setup`` uses (PROTOCOL.md section 5).
+
+Workers receive the HTTP requests and forward them here, because only the
+router holds Redis, the database and the test cookie. Every request needs a
+``token`` header equal to the non-empty Redis key ``test-token``; anything
+else is refused with 403 before Nextcloud or the database is touched.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import aiohttp
+import redis.asyncio as aioredis
+
+from shared.config import COMPATIBLE_NOTIFY_PUSH_VERSION, Config
+from shared.errors import UpstreamError
+
+log = logging.getLogger("router.self_test")
+
+APP_PATH = "index.php/apps/notify_push"
+REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=10)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    body: str
+
+
+class SelfTest:
+    def __init__(
+        self,
+        config: Config,
+        redis_client: Callable[[], Awaitable[aioredis.Redis]],
+        test_cookie: Callable[[], int],
+        root_user_count: Callable[[int], Awaitable[int]] | None,
+    ) -> None:
+        self._nextcloud = config.nextcloud_url.rstrip("/")
+        self._ssl = False if config.allow_self_signed else True
+        self._user_agent = config.user_agent
+        self._redis = redis_client
+        self._cookie = test_cookie
+        self._count = root_user_count
+
+    async def answer(self, method: str, path: str, token: str) -> Answer:
+        """Answer one request. ``path`` is without the ``/push`` prefix."""
+        if not await self._token_ok(token):
+            return Answer(403, "Invalid token")
+        parts = path.strip("/").split("/")
+        route = parts[1] if len(parts) >= 2 else ""
+        argument = parts[2] if len(parts) == 3 else None
+        if method == "GET" and route == "cookie" and argument is None:
+            return Answer(200, str(self._cookie()))
+        if method == "GET" and route == "reverse_cookie" and argument is None:
+            return await self._nextcloud_get("test/cookie", token, {})
+        if method == "GET" and route == "mapping" and argument is not None:
+            return await self._mapping(argument)
+        if method == "GET" and route == "remote" and argument is not None:
+            try:
+                ip = ipaddress.ip_address(argument)
+            except ValueError:
+                return Answer(400, "Invalid ip address")
+            return await self._nextcloud_get("test/remote", token, {"X-Forwarded-For": str(ip)})
+        if method == "POST" and route == "version" and argument is None:
+            return await self._set_version()
+        return Answer(404, "Not found")
+
+    async def _token_ok(self, token: str) -> bool:
+        if not token:
+            return False
+        try:
+            client = await self._redis()
+            expected = await client.get("test-token")
+        except Exception as exc:  # any Redis failure means: cannot verify
+            log.warning("cannot read test-token from Redis: %s", exc.__class__.__name__)
+            return False
+        if not expected:
+            return False
+        # Constant-time: the token is a secret shared with Nextcloud.
+        if isinstance(expected, str):
+            expected = expected.encode()
+        return hmac.compare_digest(expected, token.encode())
+
+    async def _mapping(self, argument: str) -> Answer:
+        if not argument.isdigit() or int(argument) >= 2**32:
+            return Answer(400, "Invalid storage id")
+        if self._count is None:
+            return Answer(503, "No database configured")
+        try:
+            return Answer(200, str(await self._count(int(argument))))
+        except UpstreamError as exc:
+            return Answer(502, f"Failed to query database: {exc}")
+
+    async def _nextcloud_get(self, endpoint: str, token: str, headers: dict[str, str]) -> Answer:
+        url = f"{self._nextcloud}/{APP_PATH}/{endpoint}"
+        all_headers = {"token": token, **headers}
+        if self._user_agent:
+            all_headers["User-Agent"] = self._user_agent
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=REQUEST_TIMEOUT) as session,
+                session.get(url, headers=all_headers, ssl=self._ssl) as resp,
+            ):
+                body = await resp.text()
+                if resp.status != 200:
+                    return Answer(200, f"Error while communicating with nextcloud: {resp.status}")
+                return Answer(200, body.strip())
+        except (aiohttp.ClientError, TimeoutError, UnicodeDecodeError) as exc:
+            return Answer(200, f"Error while communicating with nextcloud: {exc.__class__.__name__}")
+
+    async def _set_version(self) -> Answer:
+        try:
+            client = await self._redis()
+            await client.set("notify_push_version", COMPATIBLE_NOTIFY_PUSH_VERSION)
+        except Exception as exc:  # report, never crash the router
+            log.warning("cannot set notify_push_version: %s", exc.__class__.__name__)
+            return Answer(200, "error")
+        return Answer(200, "set")
+
+
+async def check_app_version(
+    config: Config, redis_client: Callable[[], Awaitable[aioredis.Redis]]
+) -> None:
+    """Warn when the Nextcloud app's major.minor version differs from ours.
+
+    Asking the app for ``test/version`` makes it SET ``notify_push_app_version``.
+    """
+    url = f"{config.nextcloud_url.rstrip('/')}/{APP_PATH}/test/version"
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=REQUEST_TIMEOUT) as session,
+            session.get(url, ssl=False if config.allow_self_signed else True) as resp,
+        ):
+            await resp.read()
+        client = await redis_client()
+        raw = await client.get("notify_push_app_version")
+    except Exception as exc:  # start-up check only: never fatal
+        log.warning("could not check the Nextcloud app version: %s", exc.__class__.__name__)
+        return
+    if not raw:
+        log.warning("the Nextcloud notify_push app did not report its version")
+        return
+    app_version = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+    if app_version.split(".")[:2] != COMPATIBLE_NOTIFY_PUSH_VERSION.split(".")[:2]:
+        log.warning(
+            "the Nextcloud notify_push app is version %s but this gateway speaks %s",
+            app_version, COMPATIBLE_NOTIFY_PUSH_VERSION,
+        )  # fmt: skip
+    else:
+        log.info("Nextcloud notify_push app version %s", app_version)
