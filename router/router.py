@@ -14,10 +14,10 @@ import json
 import logging
 import os
 import time
-
-import redis.asyncio as aioredis
 from collections.abc import Coroutine, Iterable
 from typing import TYPE_CHECKING, Any
+
+import redis.asyncio as aioredis
 
 from router.interest import InterestTable
 from router.links import WorkerLink, make_link_factory

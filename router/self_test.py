@@ -41,7 +41,7 @@ class SelfTest:
         root_user_count: Callable[[int], Awaitable[int]] | None,
     ) -> None:
         self._nextcloud = config.nextcloud_url.rstrip("/")
-        self._ssl = False if config.allow_self_signed else True
+        self._ssl = not config.allow_self_signed
         self._user_agent = config.user_agent
         self._redis = redis_client
         self._cookie = test_cookie
@@ -111,7 +111,8 @@ class SelfTest:
                     return Answer(200, f"Error while communicating with nextcloud: {resp.status}")
                 return Answer(200, body.strip())
         except (aiohttp.ClientError, TimeoutError, UnicodeDecodeError) as exc:
-            return Answer(200, f"Error while communicating with nextcloud: {exc.__class__.__name__}")
+            failure = exc.__class__.__name__
+            return Answer(200, f"Error while communicating with nextcloud: {failure}")
 
     async def _set_version(self) -> Answer:
         try:
@@ -134,7 +135,7 @@ async def check_app_version(
     try:
         async with (
             aiohttp.ClientSession(timeout=REQUEST_TIMEOUT) as session,
-            session.get(url, ssl=False if config.allow_self_signed else True) as resp,
+            session.get(url, ssl=not config.allow_self_signed) as resp,
         ):
             await resp.read()
         client = await redis_client()
