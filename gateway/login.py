@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from shared.errors import LoginError
+from shared.metrics import LOGIN_BUCKETS, Histogram
 
 log = logging.getLogger("gateway.login")
 
@@ -62,6 +63,7 @@ class NextcloudLogin:
         self._in_flight: dict[bytes, asyncio.Future[str]] = {}
         self._session: aiohttp.ClientSession | None = None
         self.statistics = LoginStatistics()
+        self.login_seconds = Histogram(LOGIN_BUCKETS)
 
     def _session_or_new(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -131,7 +133,9 @@ class NextcloudLogin:
                 log.warning("login check with Nextcloud failed: %s", exc.__class__.__name__)
                 raise LoginError("Error while communicating with nextcloud") from exc
             finally:
-                self.statistics.request_seconds += time.monotonic() - started
+                elapsed = time.monotonic() - started
+                self.statistics.request_seconds += elapsed
+                self.login_seconds.observe(elapsed)
         if status == 200:
             uid = body.strip()
             if not uid:

@@ -28,6 +28,7 @@ from shared import ipc, logs
 from shared.config import Config
 from shared.errors import LoginError, UpstreamError
 from shared.heartbeat import Heartbeat
+from shared.metrics import LATENCY_BUCKETS, Histogram
 
 log = logging.getLogger("gateway.worker")
 
@@ -64,6 +65,7 @@ class Worker:
             Deadlines(config.max_connection_time) if config.max_connection_time > 0 else None
         )
         self._pings: PingWheel[ClientConnection] = PingWheel(PING_INTERVAL)
+        self.delivery_latency = Histogram(LATENCY_BUCKETS)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: asyncio.AbstractServer | None = None
         self.counters: dict[str, float] = {
@@ -159,6 +161,8 @@ class Worker:
         stats["login_request_seconds"] = self.login.statistics.request_seconds
         stats["login_cache_hits"] = self.login.statistics.cache_hits
         stats["router_reconnects"] = self.link.reconnects
+        stats.update(self.login.login_seconds.snapshot("login_seconds"))
+        stats.update(self.delivery_latency.snapshot("delivery_seconds"))
         return stats
 
     # --- connections -----------------------------------------------------
@@ -300,6 +304,8 @@ class Worker:
                     conn.send(frame)
                 sent += 1
         self.counters[counter] += sent
+        if sent and message.published:
+            self.delivery_latency.observe(max(0.0, time.time() - message.published))
 
     def reset(self) -> None:
         conns = [c for cs in self.users.values() for c in cs]

@@ -18,6 +18,8 @@ from collections.abc import Coroutine, Iterable
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
+from aiohttp import web
+from prometheus_client import generate_latest
 
 from router.interest import InterestTable
 from router.links import WorkerLink, make_link_factory
@@ -29,6 +31,7 @@ from shared import ipc, logs
 from shared.config import Config
 from shared.errors import EventError, UpstreamError
 from shared.heartbeat import Heartbeat
+from shared.metrics import MESSAGE_TYPES, GatewayView, make_registry
 
 if TYPE_CHECKING:
     from router.storage_mapping import StorageMapping
@@ -51,11 +54,13 @@ class Router:
         self.listener = RedisListener(config, self.on_redis_message, self.on_redis_state)
         self.mapping: StorageMapping | None = None
         self.test_cookie = 0
-        self.counters: dict[str, int] = {
-            "events_received": 0,
-            "events_invalid": 0,
-            "events_unrouted": 0,
-            "events_dropped_mapping": 0,
+        self.events_received = 0
+        # Events not delivered, by reason (the notify_push_gateway_events_dropped metric).
+        self.dropped: dict[str, int] = {
+            "invalid": 0,
+            "no_connection": 0,
+            "mapping_failed": 0,
+            "mapping_overload": 0,
         }
         self.worker_stats: dict[int, dict[str, float]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -84,6 +89,7 @@ class Router:
         self._spawn(self.listener.run())
         self._spawn(self._periodic(heartbeat))
         self._spawn(check_app_version(self.config, self.kv))
+        metrics_runner = await self._serve_metrics()
         await stop.wait()
         log.info("router stopping")
         self._server.close()
@@ -94,6 +100,8 @@ class Router:
             await self.mapping.close()
         if self._kv is not None:
             await self._kv.aclose()
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
 
     async def kv(self) -> aioredis.Redis:
         """The router's regular (non-subscribed) Redis client, for keys."""
@@ -185,16 +193,18 @@ class Router:
         self._broadcast_status()
 
     def on_redis_message(self, channel: str, payload: bytes) -> None:
-        self.counters["events_received"] += 1
+        self.events_received += 1
         try:
             event = ev.decode_event(channel, payload)
         except EventError as exc:
-            self.counters["events_invalid"] += 1
+            self.dropped["invalid"] += 1
             log.warning("dropping invalid event on %s", exc)
             return
         self.handle_event(event, time.time())
 
     def handle_event(self, event: ev.Event, received: float) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("event %s", type(event).__name__)
         kind = ipc.MessageKind
         match event:
             case ev.Activity(user):
@@ -226,7 +236,7 @@ class Router:
             for worker in self.interest.workers_for(user):
                 per_worker.setdefault(worker, []).append(user)
         if not per_worker:
-            self.counters["events_unrouted"] += 1
+            self.dropped["no_connection"] += 1
             return
         for worker, worker_users in per_worker.items():
             link = self.links.get(worker)
@@ -243,7 +253,7 @@ class Router:
             log.debug("no database configured; storage update for %d not routed", event.storage)
             return
         if self._pending_mappings >= MAX_PENDING_MAPPINGS:
-            self.counters["events_dropped_mapping"] += 1
+            self.dropped["mapping_overload"] += 1
             return
         self._pending_mappings += 1
         self._spawn(self._resolve_storage_update(event, received))
@@ -254,7 +264,7 @@ class Router:
             users = await self.mapping.users_for(event.storage, event.path)
         except UpstreamError:
             # Logged once per outage by the mapping; the event cannot be routed.
-            self.counters["events_dropped_mapping"] += 1
+            self.dropped["mapping_failed"] += 1
             return
         finally:
             self._pending_mappings -= 1
@@ -274,24 +284,66 @@ class Router:
         self._broadcast(ipc.Control(ipc.ControlAction.LOG_LEVEL, spec or ""))
 
     # --- metrics -----------------------------------------------------------
-    def metrics_snapshot(self) -> dict[str, float]:
-        """The notify_push counters summed over the router and every worker."""
+    def gateway_view(self) -> GatewayView:
+        """The router's numbers plus every linked worker's last snapshot, summed."""
         totals: dict[str, float] = {}
         for values in self.worker_stats.values():
             for key, value in values.items():
                 totals[key] = totals.get(key, 0.0) + value
-        mapping_queries = self.mapping.statistics().query_count if self.mapping else 0
-        sent = {k: int(totals.get(f"messages_sent_{k}", 0)) for k in
-                ("file", "activity", "notification", "custom")}  # fmt: skip
+        stats = self.mapping.statistics() if self.mapping is not None else None
+        return GatewayView(
+            active_connections=self.interest.active_connections,
+            active_users=self.interest.active_users,
+            mapping_queries=stats.query_count if stats else 0,
+            events_received=self.events_received,
+            redis_subscribed=self.listener.subscribed,
+            redis_reconnects=self.listener.reconnects,
+            database_up=stats.database_up if stats else None,
+            workers_configured=self.config.workers,
+            dropped=dict(self.dropped),
+            totals=totals,
+            per_worker=dict(self.worker_stats),
+        )
+
+    def metrics_snapshot(self) -> dict[str, int]:
+        """The JSON ``notify_query`` stores (PROTOCOL.md section 6), for the whole gateway."""
+        view = self.gateway_view()
+        sent = {k: int(view.totals.get(f"messages_sent_{k}", 0)) for k in MESSAGE_TYPES}
         return {
-            "active_connection_count": self.interest.active_connections,
-            "active_user_count": self.interest.active_users,
-            "total_connection_count": int(totals.get("total_connection_count", 0)),
-            "mapping_query_count": mapping_queries,
-            "events_received": self.counters["events_received"],
+            "active_connection_count": view.active_connections,
+            "active_user_count": view.active_users,
+            "total_connection_count": int(view.totals.get("total_connection_count", 0)),
+            "mapping_query_count": view.mapping_queries,
+            "events_received": view.events_received,
             "messages_sent": sum(sent.values()),
             **{f"messages_sent_{k}": v for k, v in sent.items()},
         }
+
+    async def _serve_metrics(self) -> web.AppRunner | None:
+        """Prometheus text on /metrics at METRICS_PORT or METRICS_SOCKET_PATH."""
+        config = self.config
+        if config.metrics_port is None and not config.metrics_socket_path:
+            return None
+        registry = make_registry(self.gateway_view)
+
+        async def metrics(_request: web.Request) -> web.Response:
+            return web.Response(body=generate_latest(registry), content_type="text/plain",
+                                charset="utf-8")  # fmt: skip
+
+        app = web.Application()
+        app.router.add_get("/metrics", metrics)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site: web.BaseSite
+        if config.metrics_socket_path:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(config.metrics_socket_path)
+            site = web.UnixSite(runner, config.metrics_socket_path)
+        else:
+            site = web.TCPSite(runner, config.bind, config.metrics_port, reuse_address=True)
+        await site.start()
+        log.info("metrics served on %s", site.name)
+        return runner
 
     async def _publish_metrics(self) -> None:
         try:
