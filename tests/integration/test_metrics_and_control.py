@@ -85,7 +85,7 @@ def test_metrics_sum_over_workers(
     )
     assert per_worker == 6
     assert v["notify_push_gateway_delivery_latency_seconds_count"] >= 2
-    status, body = http_get(f"http://127.0.0.1:{port}/metrics")
+    _status, body = http_get(f"http://127.0.0.1:{port}/metrics")
     assert "# TYPE active_connection_count gauge" in body
 
     publisher.delete("notify_push_metrics")
