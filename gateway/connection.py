@@ -223,8 +223,8 @@ class ClientConnection(asyncio.Protocol):
     def send(self, frame: bytes) -> None:
         """Write an already encoded frame; a client that does not read is closed."""
         transport = self.transport
-        if transport is None or self.state >= ConnState.CLOSING:
-            return
+        if transport is None or self.ws is None or self.state >= ConnState.CLOSING:
+            return  # no websocket (yet, or any more): nothing can be framed
         if transport.get_write_buffer_size() > self.worker.max_outgoing_bytes:
             self.worker.slow_client(self)
             self.abort()

@@ -303,9 +303,14 @@ def normalize_redis_url(url: str) -> str:
 
 
 def _redis_db(text: str) -> int:
-    if not text.isdigit():
+    if not _is_digits(text):
         raise ValueError(f"database index {text!r} is not a number")
     return int(text)
+
+
+def _is_digits(text: str) -> bool:
+    # Not str.isdigit(), which accepts "²" that int() then rejects.
+    return re.fullmatch(r"[0-9]+", text) is not None
 
 
 def redis_tcp_url(
@@ -553,7 +558,7 @@ def _php_int(values: PhpArray, key: str, label: str) -> int | None:
     text = _php_text(values.get(key))
     if text is None:
         return None
-    if not text.strip().isdigit():
+    if not _is_digits(text.strip()):
         raise ConfigError(label, "config.php", f"{text!r} is not a number")
     return int(text)
 
@@ -624,7 +629,7 @@ def _postgres_socket_folder(path: str, port: int | None) -> tuple[str, int | Non
     name = os.path.basename(path)
     if name.startswith(".s.PGSQL."):
         suffix = name.removeprefix(".s.PGSQL.")
-        return os.path.dirname(path), int(suffix) if suffix.isdigit() else port
+        return os.path.dirname(path), int(suffix) if _is_digits(suffix) else port
     return path, port
 
 

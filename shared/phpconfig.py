@@ -66,10 +66,11 @@ _PUNCTUATION = sorted(
 )
 _NAME = re.compile(r"\\?[A-Za-z_\x80-\uffff][A-Za-z0-9_\x80-\uffff]*(?:\\[A-Za-z_][A-Za-z0-9_]*)*")
 _NUMBER = re.compile(
-    r"0[xX][0-9a-fA-F_]+|0[bB][01_]+|0[oO][0-7_]+"
+    r"0[xX][0-9a-fA-F][0-9a-fA-F_]*|0[bB][01][01_]*|0[oO][0-7][0-7_]*"
     r"|(?:[0-9][0-9_]*)?\.[0-9][0-9_]*(?:[eE][+-]?[0-9]+)?"
     r"|[0-9][0-9_]*\.?(?:[eE][+-]?[0-9]+)?"
 )
+_DIGITS = "0123456789"
 _SIMPLE_ESCAPES = {
     "n": "\n",
     "t": "\t",
@@ -147,7 +148,7 @@ class _Lexer:
             if not match or match.group().startswith("\\"):
                 self.fail(i, "expected a variable name after '$'")
             return self._token("var", match.group(), i), match.end()
-        if char.isdigit() or (char == "." and i + 1 < len(text) and text[i + 1].isdigit()):
+        if char in _DIGITS or (char == "." and i + 1 < len(text) and text[i + 1] in _DIGITS):
             return self._number(i)
         match = _NAME.match(text, i)
         if match:
@@ -163,7 +164,8 @@ class _Lexer:
         raw = match.group().replace("_", "")
         lower = raw.lower()
         if lower.startswith(("0x", "0b", "0o")):
-            return self._token("int", int(raw, 0), i), match.end()
+            base = {"x": 16, "b": 2, "o": 8}[lower[1]]
+            return self._token("int", int(raw[2:], base), i), match.end()
         if any(c in lower for c in ".e"):
             return self._token("float", float(raw), i), match.end()
         if len(raw) > 1 and raw.startswith("0"):
@@ -261,7 +263,7 @@ def _php_number(value: PhpValue) -> int | float:
     if isinstance(value, bool | int | float):
         return int(value) if isinstance(value, bool) else value
     if isinstance(value, str):
-        match = re.match(r"\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?", value)
+        match = re.match(r"\s*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?", value)
         if not match:
             return 0
         number = match.group()
@@ -296,7 +298,9 @@ def _loose_equal(left: PhpValue, right: PhpValue) -> bool:
 
 
 def _is_numeric(text: str) -> bool:
-    return re.fullmatch(r"\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*", text) is not None
+    return (
+        re.fullmatch(r"\s*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?\s*", text) is not None
+    )
 
 
 def _strict_equal(left: PhpValue, right: PhpValue) -> bool:
@@ -333,7 +337,7 @@ _BINARY_LEVELS: tuple[tuple[str, ...], ...] = (
     ("or",),
     ("xor",),
     ("and",),
-    # ternary and '??' sit here, handled separately
+    (),  # _TERNARY_LEVEL: '? :', '?:' and '??', parsed by ternary()
     ("||",),
     ("&&",),
     ("|",),
@@ -346,6 +350,7 @@ _BINARY_LEVELS: tuple[tuple[str, ...], ...] = (
     ("*", "/", "%"),
 )
 _TERNARY_LEVEL = 3
+_MAX_NESTING = 32
 
 
 @dataclass(slots=True)
@@ -359,6 +364,7 @@ class _Evaluator:
     config_dir: str
     pos: int = 0
     variables: dict[str, PhpValue] = field(default_factory=dict)
+    depth: int = 0
 
     # ---- token helpers
 
@@ -396,7 +402,7 @@ class _Evaluator:
     @staticmethod
     def describe(token: _Token) -> str:
         if token.kind == "end":
-            return "the end of the file"
+            return "end of file"
         if token.kind == "str":
             return "a string"
         if token.kind == "var":
@@ -413,10 +419,14 @@ class _Evaluator:
         if self.accept("op", ";"):
             return
         if self.accept("op", "{"):
+            if self.depth >= _MAX_NESTING:
+                self.fail("nested too deeply")
+            self.depth += 1
             while not self.accept("op", "}"):
                 if self.at("end"):
                     self.fail("missing '}'")
                 self.statement(live)
+            self.depth -= 1
             return
         if self.at("name", "if"):
             self.if_statement(live)
@@ -519,7 +529,15 @@ class _Evaluator:
     # ---- expressions
 
     def expression(self, live: bool) -> PhpValue:
-        return self.binary(0, live)
+        # Parse with limits: nesting is bounded so hostile input cannot
+        # exhaust the Python stack (real config files nest a few levels).
+        if self.depth >= _MAX_NESTING:
+            self.fail("nested too deeply")
+        self.depth += 1
+        try:
+            return self.binary(0, live)
+        finally:
+            self.depth -= 1
 
     def binary(self, level: int, live: bool) -> PhpValue:
         if level == _TERNARY_LEVEL:
@@ -603,23 +621,17 @@ class _Evaluator:
     def arithmetic(self, operator: str, left: PhpValue, right: PhpValue, token: _Token) -> PhpValue:
         if isinstance(left, dict) or isinstance(right, dict):
             self.fail(f"unsupported operand types for '{operator}'", token)
-        a, b = _php_number(left), _php_number(right)
-        if operator == "+":
-            return a + b
-        if operator == "-":
-            return a - b
-        if operator == "*":
-            return a * b
-        if operator == "**":
-            return a**b
-        if b == 0:
+        try:
+            result = _calculate(operator, _php_number(left), _php_number(right))
+        except ZeroDivisionError:
             self.fail("division by zero", token)
-        if operator == "%":
-            return int(a) - int(b) * int(int(a) / int(b))  # PHP keeps the dividend's sign
-        quotient = a / b
-        return (
-            int(quotient) if isinstance(a, int) and isinstance(b, int) and a % b == 0 else quotient
-        )
+        except (OverflowError, ValueError):
+            self.fail(f"'{operator}' gives no number here", token)
+        # PHP turns an integer that leaves 64 bits into a float; that also
+        # keeps hostile input from building huge integers.
+        if isinstance(result, int) and not -(2**63) <= result < 2**63:
+            return float(result)
+        return result
 
     def unary(self, live: bool) -> PhpValue:
         token = self.tok
@@ -645,7 +657,9 @@ class _Evaluator:
         return value
 
     def is_cast(self) -> bool:
-        nxt, after = self.tokens[self.pos + 1], self.tokens[self.pos + 2]
+        end = len(self.tokens) - 1  # the "end" token, which every read past it sees
+        nxt = self.tokens[min(self.pos + 1, end)]
+        after = self.tokens[min(self.pos + 2, end)]
         return (
             nxt.kind == "name"
             and str(nxt.value).lower() in _CASTS
@@ -766,6 +780,33 @@ class _Evaluator:
             return function(self, args)
         except (TypeError, IndexError):
             self.fail(f"wrong arguments for {name}()", token)
+
+
+def _calculate(operator: str, a: int | float, b: int | float) -> int | float:
+    """One arithmetic operator with PHP's result types; raises ZeroDivisionError,
+    OverflowError or ValueError where PHP raises or gives INF/NAN."""
+    if operator == "+":
+        return a + b
+    if operator == "-":
+        return a - b
+    if operator == "*":
+        return a * b
+    if operator == "**":
+        if isinstance(a, int) and isinstance(b, int) and 0 <= b <= 64:
+            return int(a**b)
+        result: float | complex = float(a) ** float(b)
+        if isinstance(result, complex):
+            raise ValueError("complex result")
+        return result
+    if operator == "%":
+        # PHP's % works on integers and keeps the dividend's sign.
+        dividend, divisor = int(a), int(b)
+        remainder = abs(dividend) % abs(divisor)
+        return -remainder if dividend < 0 else remainder
+    quotient = a / b
+    if isinstance(a, int) and isinstance(b, int) and a % b == 0:
+        return int(a // b)
+    return quotient
 
 
 def _compare(operator: str, a: int | float | str, b: int | float | str) -> bool:

@@ -13,7 +13,7 @@ import logging
 import resource
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, cast
 
 import uvloop
 
@@ -47,20 +47,19 @@ def worker_main(
 
 async def _serve(conn: Connection, fleet: Fleet) -> None:
     loop = asyncio.get_running_loop()
-    inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
 
-    def readable() -> None:
+    def receive() -> tuple[str, Any]:
         try:
-            inbox.put_nowait(conn.recv())
+            return cast(tuple[str, Any], conn.recv())
         except EOFError:
             # The controller is gone: shut down rather than linger as an orphan.
-            loop.remove_reader(conn.fileno())
-            inbox.put_nowait(("quit", None))
+            return ("quit", None)
 
-    loop.add_reader(conn.fileno(), readable)
+    # Wait for commands in a thread, not with loop.add_reader: the loop would make
+    # the pipe non-blocking, and a large reply then fails with EAGAIN in send().
     try:
         while True:
-            name, args = await inbox.get()
+            name, args = await loop.run_in_executor(None, receive)
             if name == "quit":
                 break
             try:
@@ -70,7 +69,6 @@ async def _serve(conn: Connection, fleet: Fleet) -> None:
                 reply = {"error": f"{type(e).__name__}: {e}"}
             conn.send(reply)
     finally:
-        loop.remove_reader(conn.fileno())
         await fleet.aclose()
         conn.close()
 
