@@ -14,6 +14,7 @@ import os
 import random
 import signal
 import socket
+import ssl
 import time
 from collections.abc import Coroutine
 from typing import Any
@@ -87,8 +88,9 @@ class Worker:
             loop.add_signal_handler(signum, stop.set)
         self._spawn(self.link.run())
         self._server = await loop.create_server(
-            lambda: ClientConnection(self), sock=sock, backlog=4096
-        )
+            lambda: ClientConnection(self), sock=sock, backlog=4096,
+            ssl=server_tls_context(self.config),
+        )  # fmt: skip
         log.info("worker %d serving", self.worker_id)
         self._spawn(self._tick_forever(heartbeat))
         await stop.wait()
@@ -349,6 +351,15 @@ class Worker:
         if self.workers_linked < self.config.workers:
             return f"{self.workers_linked} of {self.config.workers} workers linked to the router"
         return None
+
+
+def server_tls_context(config: Config) -> ssl.SSLContext | None:
+    """TLS for the public port when --tls-cert/--tls-key are set (else plain TCP)."""
+    if not config.tls_cert or not config.tls_key:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(config.tls_cert, config.tls_key)
+    return context
 
 
 def bind_tcp(bind: str, port: int) -> socket.socket:

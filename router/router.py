@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import generate_latest
 
+from gateway.worker import server_tls_context
 from router.interest import InterestTable
 from router.links import WorkerLink, make_link_factory
 from router.preauth import TokenStore
@@ -340,7 +341,10 @@ class Router:
                 os.unlink(config.metrics_socket_path)
             site = web.UnixSite(runner, config.metrics_socket_path)
         else:
-            site = web.TCPSite(runner, config.bind, config.metrics_port, reuse_address=True)
+            site = web.TCPSite(
+                runner, config.bind, config.metrics_port, reuse_address=True,
+                ssl_context=server_tls_context(config),
+            )  # fmt: skip
         await site.start()
         log.info("metrics served on %s", site.name)
         return runner

@@ -1,0 +1,159 @@
+"""Keepalive and login edge cases on a real socket against an in-process worker.
+
+The router and Nextcloud are replaced by two small fakes (admit everyone,
+accept any password): these tests are about the worker's own timers and
+frame handling, driven tick by tick instead of waiting 30 s per ping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+
+from gateway.connection import ClientConnection
+from gateway.worker import PING_INTERVAL, Worker
+from shared.config import Config
+from tests.support.processes import timeout, wait_for
+from tests.support.rawws import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, RawClient
+
+T = TypeVar("T")
+
+
+class Harness:
+    def __init__(self) -> None:
+        config = Config(nextcloud_url="http://127.0.0.1:9", redis_urls=("redis://127.0.0.1:9",),
+                        workers=1, bind="127.0.0.1")  # fmt: skip
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.worker = Worker(config, 1, "/nonexistent/router.sock")
+        self.clients: list[RawClient] = []
+
+        async def any_password(username: str, password: str, forwarded: str) -> str:
+            return username
+
+        async def admit(user: str) -> bool:
+            return True
+
+        self.worker.login.verify = any_password  # type: ignore[method-assign]
+        self.worker.link.admit = admit  # type: ignore[method-assign]
+
+        self.accepted: list[ClientConnection] = []
+
+        def accept() -> ClientConnection:
+            conn = ClientConnection(self.worker)
+            self.accepted.append(conn)
+            return conn
+
+        async def listen() -> asyncio.AbstractServer:
+            return await self.loop.create_server(accept, "127.0.0.1", 0)
+
+        self.server = self.run(listen)
+        self.port: int = self.server.sockets[0].getsockname()[1]
+
+    def run(self, make: Callable[[], Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(make(), self.loop).result(timeout(10))
+
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        async def wrapper() -> T:
+            return fn(*args)
+
+        result: T = self.run(wrapper)
+        return result
+
+    def connect(self) -> RawClient:
+        client = RawClient("127.0.0.1", self.port)
+        self.clients.append(client)
+        return client
+
+    def logged_in(self, user: str) -> RawClient:
+        client = self.connect()
+        client.send_text(user)
+        client.send_text("password")
+        assert client.recv() == (OP_TEXT, b"authenticated")
+        return client
+
+    def full_ping_round(self) -> None:
+        for _ in range(PING_INTERVAL):
+            self.call(self.worker.tick, 0.0)
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+
+        async def shut() -> None:
+            self.server.close()
+            for conn in self.accepted:
+                conn.abort()
+            for _ in range(3):  # let the transports run their connection_lost
+                await asyncio.sleep(0)
+
+        self.run(shut)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout(10))
+        self.loop.close()
+
+
+@pytest.fixture
+def harness() -> Iterator[Harness]:
+    h = Harness()
+    yield h
+    h.close()
+
+
+def test_ping_answered_keeps_the_connection(harness: Harness) -> None:
+    client = harness.logged_in("alice")
+    for _ in range(3):
+        harness.full_ping_round()
+        opcode, payload = client.recv()
+        assert opcode == OP_PING and len(payload) == 4
+        client.send(OP_PONG, payload)
+        wait_for(lambda: harness.call(lambda: next(iter(harness.worker.users["alice"])).ping_payload) is None,
+                 5, "the pong to be taken")  # fmt: skip
+    assert harness.call(lambda: len(harness.worker.users.get("alice", ()))) == 1
+
+
+def test_missing_pong_closes_at_the_next_ping(harness: Harness) -> None:
+    client = harness.logged_in("bob")
+    harness.full_ping_round()
+    assert client.recv()[0] == OP_PING
+    harness.full_ping_round()  # no pong was sent
+    assert client.closed()
+    wait_for(lambda: harness.call(lambda: "bob" not in harness.worker.users), 5, "unregistration")
+
+
+def test_wrong_pong_closes(harness: Harness) -> None:
+    client = harness.logged_in("carol")
+    harness.full_ping_round()
+    opcode, payload = client.recv()
+    assert opcode == OP_PING
+    client.send(OP_PONG, bytes(b ^ 0xFF for b in payload))
+    assert client.closed()
+
+
+def test_pong_storm_and_frames_after_close_are_ignored_quietly(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    client = harness.logged_in("dave")
+    for _ in range(500):
+        client.send(OP_PONG, b"zzzz")  # unsolicited pongs are allowed (RFC 6455 5.5.3)
+    client.send_text("listen notify_file_id")
+    client.send(OP_CLOSE, b"\x03\xe8")
+    client.send_text("after close")
+    client.send(OP_PONG, b"late")
+    assert client.closed()
+    wait_for(lambda: harness.call(lambda: "dave" not in harness.worker.users), 5, "unregistration")
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_binary_login_frame_is_an_invalid_login(harness: Harness) -> None:
+    client = harness.connect()
+    client.send(0x2, b"\x00\x01")
+    assert client.recv() == (OP_TEXT, b"err: Invalid credentials")
+    assert client.closed()
