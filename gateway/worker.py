@@ -14,7 +14,6 @@ import os
 import random
 import signal
 import socket
-import ssl
 import time
 from collections.abc import Coroutine
 from typing import Any
@@ -30,6 +29,7 @@ from shared.config import Config
 from shared.errors import LoginError, UpstreamError
 from shared.heartbeat import Heartbeat
 from shared.metrics import LATENCY_BUCKETS, Histogram
+from shared.tls import server_tls_context
 
 log = logging.getLogger("gateway.worker")
 
@@ -351,15 +351,6 @@ class Worker:
         if self.workers_linked < self.config.workers:
             return f"{self.workers_linked} of {self.config.workers} workers linked to the router"
         return None
-
-
-def server_tls_context(config: Config) -> ssl.SSLContext | None:
-    """TLS for the public port when --tls-cert/--tls-key are set (else plain TCP)."""
-    if not config.tls_cert or not config.tls_key:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(config.tls_cert, config.tls_key)
-    return context
 
 
 def bind_tcp(bind: str, port: int) -> socket.socket:

@@ -21,7 +21,6 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import generate_latest
 
-from gateway.worker import server_tls_context
 from router.interest import InterestTable
 from router.links import WorkerLink, make_link_factory
 from router.preauth import TokenStore
@@ -33,6 +32,7 @@ from shared.config import Config
 from shared.errors import EventError, UpstreamError
 from shared.heartbeat import Heartbeat
 from shared.metrics import MESSAGE_TYPES, GatewayView, make_registry
+from shared.tls import server_tls_context
 
 if TYPE_CHECKING:
     from router.storage_mapping import StorageMapping
