@@ -90,7 +90,11 @@ class MessageKind(enum.IntEnum):
     NOTIFICATION = 2
 
 
-_KINDS: Final = tuple(MessageKind)
+# Per kind, for the loops in poll: the kind, its bit in _Slot.pending, and
+# whether it is the fixed-time notification.
+_KIND_BITS: Final = tuple(
+    (kind, 1 << kind, kind == MessageKind.NOTIFICATION) for kind in MessageKind
+)
 _FILE: Final = int(MessageKind.FILE)
 _NOTIFICATION: Final = int(MessageKind.NOTIFICATION)
 
@@ -372,6 +376,7 @@ class Debouncer(Generic[K]):
         # Fast path of the idle tick: nothing to look at yet.
         if not heap or heap[0][0] > now:
             return out
+        refile: list[tuple[_Slot[K], float]] = []
         while heap and heap[0][0] <= now:
             _, seq, slot = heapq.heappop(heap)
             if seq != slot.seq:
@@ -379,8 +384,10 @@ class Debouncer(Generic[K]):
                 continue
             slot.seq = -1
             slot.wake = _INF
-            self._visit(slot, now, out)
-            wake = self._next_wake(slot)
+            refile.append((slot, self._visit(slot, now, out)))
+        # Re-filed after the loop so each slot is visited at most once per
+        # poll, whatever rounding does to its next wake time.
+        for slot, wake in refile:
             if wake == _INF:
                 # Nothing pending and no send recent enough to matter: the
                 # connection costs nothing here any more.
@@ -459,46 +466,61 @@ class Debouncer(Generic[K]):
         slot: _Slot[K],
         now: float,
         out: list[tuple[K, MessageKind, PendingFile | None]],
-    ) -> None:
-        base = self._base
+    ) -> float:
+        """Hand out what ``slot`` has due at ``now``; return when it next needs a look.
+
+        Uses the same expressions as :meth:`_next_wake` and :meth:`push`, so
+        a slot filed for time t is found due when polled at t.
+        """
         factor = slot.factor
-        for kind in _KINDS:
-            bit = 1 << kind
-            sent = slot.sent[kind]
+        scaled = self._base * factor  # == debounce_time(FILE or ACTIVITY, base, factor)
+        longest = self._max_base * factor
+        received = slot.received
+        sent_at = slot.sent
+        wake = _INF
+        for kind, bit, is_notification in _KIND_BITS:
+            sent = sent_at[kind]
             if slot.pending & bit:
-                # Same expressions as _next_wake, so a slot filed for time t
-                # is found due when polled at t.
-                if now >= slot.received[kind] + QUIET_TIME and now >= sent + debounce_time(
-                    kind, base, factor
-                ):
-                    file: PendingFile | None = None
-                    if kind == _FILE:
-                        ids = slot.file_ids
-                        file = UNKNOWN_FILE if ids is None else PendingFile(tuple(ids))
-                        slot.file_ids = None
-                    slot.pending &= ~bit
-                    slot.sent[kind] = now
-                    self._pending -= 1
-                    self._sent += 1
-                    out.append((slot.key, kind, file))
-            elif sent != _NEVER and now >= sent + debounce_time(kind, self._max_base, factor):
-                # No connection count can make this send hold anything back.
-                slot.sent[kind] = _NEVER
+                t = NOTIFICATION_DEBOUNCE_TIME if is_notification else scaled
+                due = max(received[kind] + QUIET_TIME, sent + t)
+                if now < due:
+                    if due < wake:
+                        wake = due
+                    continue
+                file: PendingFile | None = None
+                if kind == _FILE:
+                    ids = slot.file_ids
+                    file = UNKNOWN_FILE if ids is None else PendingFile(tuple(ids))
+                    slot.file_ids = None
+                slot.pending &= ~bit
+                self._pending -= 1
+                self._sent += 1
+                out.append((slot.key, kind, file))
+                sent = sent_at[kind] = now
+            elif sent == _NEVER:
+                continue
+            # A send holds back the next one by T at most, and T can grow up
+            # to the longest value with the connection count: keep it until then.
+            forget_at = sent + (NOTIFICATION_DEBOUNCE_TIME if is_notification else longest)
+            if now >= forget_at:
+                sent_at[kind] = _NEVER
+            elif forget_at < wake:
+                wake = forget_at
+        return wake
 
     def _next_wake(self, slot: _Slot[K]) -> float:
         """When ``slot`` next needs a look: a message due or a send to forget."""
-        base = self._base
         factor = slot.factor
+        scaled = self._base * factor
+        longest = self._max_base * factor
         wake = _INF
-        for kind in _KINDS:
+        for kind, bit, is_notification in _KIND_BITS:
             sent = slot.sent[kind]
-            if slot.pending & (1 << kind):
-                when = max(
-                    slot.received[kind] + QUIET_TIME,
-                    sent + debounce_time(kind, base, factor),
-                )
+            if slot.pending & bit:
+                t = NOTIFICATION_DEBOUNCE_TIME if is_notification else scaled
+                when = max(slot.received[kind] + QUIET_TIME, sent + t)
             elif sent != _NEVER:
-                when = sent + debounce_time(kind, self._max_base, factor)
+                when = sent + (NOTIFICATION_DEBOUNCE_TIME if is_notification else longest)
             else:
                 continue
             if when < wake:

@@ -17,7 +17,7 @@ from tests.support.processes import (
 )
 
 USERS = {"alice": "alice-secret", "bob": "bob-secret", "carol": "carol-secret"}
-GENERATED_USERS = 50
+GENERATED_USERS = 60  # user0-49: the many-users test; user50+: tests of their own
 
 
 @pytest.fixture(scope="session")

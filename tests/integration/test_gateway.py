@@ -169,8 +169,8 @@ def test_identical_logins_share_requests_to_nextcloud(
     assert isinstance(before, int)
     conns = [Client(clients, gateway.ws_url) for _ in range(12)]
     for client in conns:  # all credentials in flight before any answer is read
-        client.send("user7")
-        client.send("password-user7")
+        client.send("user55")
+        client.send("password-user55")
     assert [c.recv() for c in conns] == ["authenticated"] * 12
     after = stub.stats()["uid_requests"]
     assert isinstance(after, int)

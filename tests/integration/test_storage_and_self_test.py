@@ -40,15 +40,15 @@ def test_storage_update_reaches_every_mapped_user_once(
 def test_storage_update_on_private_storage_reaches_only_its_owner(
     gateway: Gateway, clients: contextlib.ExitStack, publisher: redis.Redis
 ) -> None:
-    # The stub mounts storage 1000+i for the i-th user it knows; alice is user index 50
-    # after the 50 generated users (see shared.stub_nextcloud).
+    # The stub mounts storage 1000+i for the i-th user it knows; alice is user index 60
+    # after the 60 generated users (see shared.stub_nextcloud).
     alice = Client(clients, gateway.ws_url)
     assert alice.login("alice", USERS["alice"]) == "authenticated"
     bob = Client(clients, gateway.ws_url)
     assert bob.login("bob", USERS["bob"]) == "authenticated"
     publisher.publish(
         "notify_storage_update",
-        json.dumps({"storage": PRIVATE_STORAGE_BASE + 50, "path": "files/x", "file_id": 1}),
+        json.dumps({"storage": PRIVATE_STORAGE_BASE + 60, "path": "files/x", "file_id": 1}),
     )
     assert alice.recv() == "notify_file"
     publisher.publish("notify_custom", json.dumps({"user": "bob", "message": "marker"}))
@@ -73,7 +73,7 @@ def test_self_test_endpoints(gateway: Gateway, stub: Stub, publisher: redis.Redi
         from tests.support.processes import wait_for
 
         wait_for(lambda base=base: http_get(f"{base}/cookie", ok) == (200, "987654"), 10, "cookie")
-        assert http_get(f"{base}/mapping/{SHARED_STORAGE}", ok) == (200, "53")
+        assert http_get(f"{base}/mapping/{SHARED_STORAGE}", ok) == (200, "63")
         assert http_get(f"{base}/mapping/abc", ok)[0] == 400
         assert http_get(f"{base}/remote/198.51.100.7", ok) == (200, "198.51.100.7")
         assert http_get(f"{base}/remote/notanip", ok)[0] == 400
