@@ -20,6 +20,10 @@ def ping_frame(payload: bytes) -> bytes:
     return Frame(Opcode.PING, payload).serialize(mask=False)
 
 
+def pong_frame(payload: bytes) -> bytes:
+    return Frame(Opcode.PONG, payload).serialize(mask=False)
+
+
 def close_frame(code: int, reason: str = "") -> bytes:
     return Frame(Opcode.CLOSE, Close(code, reason).serialize()).serialize(mask=False)
 

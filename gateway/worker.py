@@ -210,7 +210,7 @@ class Worker:
         self._spawn(self._login(conn, username, password))
 
     async def _login(self, conn: ClientConnection, username: str, password: str) -> None:
-        forwarded, conn.forwarded_for = conn.forwarded_for or conn.peer, None
+        forwarded = conn.login.forwarded_for if conn.login is not None else conn.peer
         try:
             if username:
                 user = await self.login.verify(username, password, forwarded)

@@ -273,6 +273,19 @@ def test_t_uses_the_connection_count_at_release_time() -> None:
     assert d.poll(6.2) == [("c", FILE, files(3))]
 
 
+def test_a_send_still_holds_back_after_the_count_grows() -> None:
+    # Forgetting the last send once the *current* T passed would be wrong: the
+    # count, and T with it, may grow before the next message.
+    d = make(n=0)
+    d.push("c", 1.0, ACTIVITY, None, 0.0)
+    assert d.poll(0.1) == [("c", ACTIVITY, None)]
+    assert d.poll(5.0) == []  # 1 s T long passed
+    d.set_active_connections(1000)  # 15 s
+    d.push("c", 1.0, ACTIVITY, None, 5.1)
+    assert d.poll(15.0) == []
+    assert d.poll(15.1) == [("c", ACTIVITY, None)]
+
+
 def test_random_factor_range() -> None:
     rng = random.Random(1234)
     draws = [random_factor(rng) for _ in range(2000)]
