@@ -193,7 +193,7 @@ class ClientConnection(asyncio.Protocol):
         for fin, opcode, payload in parsed:
             if self.state >= ConnState.CLOSING:
                 return
-            if opcode == OP_TEXT or opcode == OP_BINARY or opcode == OP_CONTINUATION:
+            if opcode in (OP_TEXT, OP_BINARY, OP_CONTINUATION):
                 self._data_frame(fin, opcode, payload)
             elif opcode == OP_PONG:
                 self.worker.pong_received(self, payload)
