@@ -20,6 +20,7 @@ from typing import Any
 
 from gateway import frames
 from gateway.connection import ClientConnection, ConnState
+from gateway.debounce import Debouncer, MessageKind, PendingFile, random_factor
 from gateway.http import RequestHead, response
 from gateway.login import INVALID_CREDENTIALS, NextcloudLogin
 from gateway.router_link import LinkState, RouterLink
@@ -37,6 +38,20 @@ AUTH_TIMEOUT = 15.0
 PING_INTERVAL = 30
 TICK = 1.0
 STATS_INTERVAL = 2.0
+# How often queued (debounced) messages are looked at: adds to the 100 ms quiet time.
+DEBOUNCE_TICK = 0.05
+# A merged file message carrying more ids than this becomes plain `notify_file`.
+MAX_MERGED_FILE_IDS = 1000
+_DEBOUNCED = {
+    ipc.MessageKind.FILE: MessageKind.FILE,
+    ipc.MessageKind.ACTIVITY: MessageKind.ACTIVITY,
+    ipc.MessageKind.NOTIFICATION: MessageKind.NOTIFICATION,
+}
+_COUNTERS = {
+    MessageKind.FILE: "messages_sent_file",
+    MessageKind.ACTIVITY: "messages_sent_activity",
+    MessageKind.NOTIFICATION: "messages_sent_notification",
+}
 MAX_UNAUTHENTICATED = 4096
 # Bytes a client may leave unread before it is considered dead: many
 # thousands of our frames, far more than any live client lags behind.
@@ -67,6 +82,11 @@ class Worker:
         )
         self._pings: PingWheel[ClientConnection] = PingWheel(PING_INTERVAL)
         self.delivery_latency = Histogram(LATENCY_BUCKETS)
+        self.debouncer: Debouncer[ClientConnection] = Debouncer(
+            max_debounce_time=config.max_debounce_time,
+            enabled=not config.debounce_disable,
+            max_file_ids=MAX_MERGED_FILE_IDS,
+        )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: asyncio.AbstractServer | None = None
         self.counters: dict[str, float] = {
@@ -93,6 +113,8 @@ class Worker:
         )  # fmt: skip
         log.info("worker %d serving", self.worker_id)
         self._spawn(self._tick_forever(heartbeat))
+        if self.debouncer.enabled:
+            self._spawn(self._flush_debounced_forever())
         await stop.wait()
         await self.drain()
 
@@ -138,6 +160,26 @@ class Worker:
                 self.link.send(ipc.Stats(self.statistics()))
             await asyncio.sleep(TICK)
 
+    async def _flush_debounced_forever(self) -> None:
+        while True:
+            await asyncio.sleep(DEBOUNCE_TICK)
+            self.flush_debounced(time.monotonic())
+
+    def flush_debounced(self, now: float) -> None:
+        """Send every queued message that is due (only connections with one are visited)."""
+        for conn, kind, file in self.debouncer.poll(now):
+            if kind is MessageKind.FILE:
+                ids = file.ids if file is not None else None
+                if ids and conn.listen_file_id:
+                    conn.send(frames.text_frame(file_ids_text(ids)))
+                else:
+                    conn.send(frames.NOTIFY_FILE)
+            elif kind is MessageKind.ACTIVITY:
+                conn.send(frames.NOTIFY_ACTIVITY)
+            else:
+                conn.send(frames.NOTIFY_NOTIFICATION)
+            self.counters[_COUNTERS[kind]] += 1
+
     def tick(self, now: float) -> None:
         for conn in self._auth_deadlines.pop_due(now):
             if conn.state < ConnState.OPEN:
@@ -163,6 +205,9 @@ class Worker:
         stats["login_request_seconds"] = self.login.statistics.request_seconds
         stats["login_cache_hits"] = self.login.statistics.cache_hits
         stats["router_reconnects"] = self.link.reconnects
+        debounce = self.debouncer.statistics()
+        stats["debounce_base_seconds"] = debounce.debounce_base
+        stats["debounce_pending"] = debounce.pending_messages
         stats.update(self.login.login_seconds.snapshot("login_seconds"))
         stats.update(self.delivery_latency.snapshot("delivery_seconds"))
         return stats
@@ -190,6 +235,7 @@ class Worker:
             self.connections -= 1
             self.link.send(ipc.Release(user))
         self._pings.remove(conn, conn.ping_slot)
+        self.debouncer.forget(conn)
 
     def pong_received(self, conn: ClientConnection, payload: bytes) -> None:
         expected = conn.ping_payload
@@ -244,7 +290,7 @@ class Worker:
         self.connections += 1
         self.counters["total_connection_count"] += 1
         self.users.setdefault(user, []).append(conn)
-        conn.debounce_factor = random.uniform(0.5, 1.5)
+        conn.debounce_factor = random_factor()
         conn.ping_slot = self._pings.add(conn)
         if self._max_time is not None:
             self._max_time.add(conn, time.monotonic())
@@ -268,6 +314,7 @@ class Worker:
                 self.redis_subscribed = subscribed
                 self.gateway_connections = active
                 self.workers_linked = linked
+                self.debouncer.set_active_connections(active)
             case ipc.Control(ipc.ControlAction.RESET):
                 self.reset()
             case ipc.Control(ipc.ControlAction.LOG_LEVEL, spec):
@@ -280,6 +327,10 @@ class Worker:
 
     def deliver(self, message: ipc.Deliver) -> None:
         kind = message.kind
+        debounced = _DEBOUNCED.get(kind)
+        if debounced is not None and self.debouncer.enabled:
+            self._queue(message, debounced)
+            return
         with_ids: bytes | None = None
         if kind is ipc.MessageKind.CUSTOM:
             text = message.custom_type or ""
@@ -290,8 +341,7 @@ class Worker:
         elif kind is ipc.MessageKind.FILE:
             frame = frames.NOTIFY_FILE
             if message.file_ids:
-                ids = json.dumps(list(message.file_ids), separators=(",", ":"))
-                with_ids = frames.text_frame(f"notify_file_id {ids}")
+                with_ids = frames.text_frame(file_ids_text(message.file_ids))
             counter = "messages_sent_file"
         elif kind is ipc.MessageKind.ACTIVITY:
             frame, counter = frames.NOTIFY_ACTIVITY, "messages_sent_activity"
@@ -308,6 +358,17 @@ class Worker:
         self.counters[counter] += sent
         if sent and message.published:
             self.delivery_latency.observe(max(0.0, time.time() - message.published))
+
+    def _queue(self, message: ipc.Deliver, kind: MessageKind) -> None:
+        """Hand a file/activity/notification message to the debouncer for each connection."""
+        file: PendingFile | None = None
+        if kind is MessageKind.FILE and message.file_ids:
+            file = PendingFile.of(message.file_ids)
+        now = time.monotonic()
+        push = self.debouncer.push
+        for user in message.users:
+            for conn in self.users.get(user, ()):
+                push(conn, conn.debounce_factor, kind, file, now)
 
     def reset(self) -> None:
         conns = [c for cs in self.users.values() for c in cs]
@@ -351,6 +412,11 @@ class Worker:
         if self.workers_linked < self.config.workers:
             return f"{self.workers_linked} of {self.config.workers} workers linked to the router"
         return None
+
+
+def file_ids_text(ids: tuple[int, ...]) -> str:
+    """``notify_file_id [1,2,3]``: compact JSON, as notify_push writes it."""
+    return "notify_file_id " + json.dumps(list(ids), separators=(",", ":"))
 
 
 def bind_tcp(bind: str, port: int) -> socket.socket:

@@ -94,6 +94,16 @@ class GatewayCollector(Collector):
             m.add_sample(m.name, labels, values.get("active_connection_count", 0.0))
         yield m
         m = _metric(
+            PREFIX + "debounce_base_seconds",
+            "Debounce time T before the per-connection factor, per worker", "gauge",
+        )  # fmt: skip
+        for worker, values in sorted(v.per_worker.items()):
+            m.add_sample(m.name, {"worker": str(worker)}, values.get("debounce_base_seconds", 0.0))
+        yield m
+        m = _metric(PREFIX + "debounce_pending", "Messages waiting in debounce", "gauge")
+        m.add_sample(m.name, {}, t.get("debounce_pending", 0.0))
+        yield m
+        m = _metric(
             PREFIX + "unauthenticated_connections", "Connections not yet logged in", "gauge"
         )
         m.add_sample(m.name, {}, t.get("unauthenticated_connections", 0.0))

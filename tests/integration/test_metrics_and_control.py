@@ -84,7 +84,7 @@ def test_metrics_sum_over_workers(
         val for k, val in v.items() if k.startswith("notify_push_gateway_worker_connections")
     )
     assert per_worker == 6
-    assert v["notify_push_gateway_delivery_latency_seconds_count"] >= 2
+    assert v["notify_push_gateway_delivery_latency_seconds_count"] >= 1
     _status, body = http_get(f"http://127.0.0.1:{port}/metrics")
     assert "# TYPE active_connection_count gauge" in body
 
