@@ -9,14 +9,13 @@ workers' ``/readyz`` and the metrics can show it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
+from router.resp_subscriber import Subscription, SubscriptionError
 from shared.config import Config
 from shared.events import CHANNELS
 
@@ -48,7 +47,7 @@ class RedisListener:
     def __init__(
         self,
         config: Config,
-        on_message: Callable[[str, bytes], None],
+        on_message: Callable[[bytes, bytes], None],
         on_state: Callable[[bool], None],
     ) -> None:
         self._config = config
@@ -56,70 +55,55 @@ class RedisListener:
         self._on_state = on_state
         self.reconnects = 0
         self.subscribed = False
-        self._client: aioredis.Redis | None = None
 
     async def run(self) -> None:
         backoff = BACKOFF_START
         node = 0
         urls = self._config.redis_urls
-        failed_since: float | None = None
+        failing = False
         while True:
             url = urls[node % len(urls)]
             started = time.monotonic()
             try:
                 await self._listen(url)
-            except (TimeoutError, RedisError, OSError) as exc:
-                if failed_since is None:
-                    failed_since = time.monotonic()
-                    log.warning("Redis subscription on %s failed: %s", _describe(url), exc)
-                else:
-                    log.debug("Redis still unavailable on %s: %s", _describe(url), exc)
+            except (SubscriptionError, OSError, TimeoutError) as exc:
+                # One warning per outage; the retries that follow log at debug.
+                level = logging.DEBUG if failing else logging.WARNING
+                log.log(level, "Redis subscription on %s failed: %s", _describe(url), exc)
+                failing = True
             finally:
                 self._set_subscribed(False)
-                await self._close_client()
             if time.monotonic() - started > 5 * PING_INTERVAL:
                 backoff = BACKOFF_START  # it was up for a good while: retry fast
             self.reconnects += 1
             node += 1
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
-            if self.subscribed:
-                failed_since = None
 
     async def _listen(self, url: str) -> None:
-        client = _client(self._config, url)
-        self._client = client
-        pubsub = client.pubsub()
-        await pubsub.subscribe(*CHANNELS)
-        log.info("subscribed to %d channels on %s", len(CHANNELS), _describe(url))
-        self._set_subscribed(True)
-        last_heard = last_ping = time.monotonic()
-        while True:
-            message = await pubsub.get_message(timeout=1.0)
-            now = time.monotonic()
-            if message is not None:
-                last_heard = now
-                if message["type"] == "message":
-                    channel = message["channel"]
-                    if isinstance(channel, bytes):
-                        channel = channel.decode("utf-8", "replace")
-                    self._on_message(channel, message["data"])
-            if now - last_ping >= PING_INTERVAL:
-                last_ping = now
-                await pubsub.ping()
-            if now - last_heard > SILENCE_LIMIT:
-                raise TimeoutError("no answer to pings on the subscription")
+        subscription = await Subscription.open(self._config, url, CHANNELS, self._on_message)
+        loop = asyncio.get_running_loop()
+        try:
+            log.info("subscribed to %d channels on %s", len(CHANNELS), _describe(url))
+            self._set_subscribed(True)
+            while True:
+                try:
+                    await asyncio.wait_for(asyncio.shield(subscription.closed), PING_INTERVAL)
+                except TimeoutError:
+                    pass
+                else:
+                    raise SubscriptionError("connection closed by Redis")
+                subscription.drain_replies()
+                if loop.time() - subscription.last_heard > SILENCE_LIMIT:
+                    raise TimeoutError("no answer to pings on the subscription")
+                subscription.ping()
+        finally:
+            subscription.close()
 
     def _set_subscribed(self, value: bool) -> None:
         if value != self.subscribed:
             self.subscribed = value
             self._on_state(value)
-
-    async def _close_client(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await client.aclose()
 
     async def publish_client(self) -> aioredis.Redis:
         """A regular (non-pubsub) client for SET/GET on the first node."""

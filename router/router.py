@@ -193,10 +193,10 @@ class Router:
     def on_redis_state(self, subscribed: bool) -> None:
         self._broadcast_status()
 
-    def on_redis_message(self, channel: str, payload: bytes) -> None:
+    def on_redis_message(self, channel: bytes, payload: bytes) -> None:
         self.events_received += 1
         try:
-            event = ev.decode_event(channel, payload)
+            event = ev.decode_event(ev.channel_name(channel), payload)
         except EventError as exc:
             self.dropped["invalid"] += 1
             log.warning("dropping invalid event on %s", exc)

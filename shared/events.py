@@ -201,6 +201,13 @@ _DECODERS: dict[str, Callable[[str, object], Event]] = {
 }
 
 CHANNELS: tuple[str, ...] = tuple(_DECODERS)
+_CHANNEL_NAMES = {name.encode(): name for name in CHANNELS}
+
+
+def channel_name(raw: bytes) -> str:
+    """The channel's name as text (cached for the eleven known channels)."""
+    name = _CHANNEL_NAMES.get(raw)
+    return name if name is not None else raw.decode("utf-8", "replace")
 
 
 def decode_event(channel: str, payload: bytes) -> Event:

@@ -89,11 +89,17 @@ def start_redis(workdir: Path, *extra: str) -> RedisServer:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
                 sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
+                # A server with requirepass answers -NOAUTH: it is up all the same.
+                return sock.recv(16).startswith((b"+PONG", b"-NOAUTH"))
         except OSError:
             return False
 
-    wait_for(answers, 10, "redis-server to answer PING")
+    try:
+        wait_for(answers, 10, "redis-server to answer PING")
+    except AssertionError:
+        process.kill()
+        process.wait()
+        raise
     return server
 
 
