@@ -8,6 +8,7 @@ delivers what the router sends it. Everything periodic runs from one tick.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -333,10 +334,9 @@ class Worker:
             return
         with_ids: bytes | None = None
         if kind is ipc.MessageKind.CUSTOM:
-            text = message.custom_type or ""
-            if message.custom_body is not None:
-                text = f"{text} {message.custom_body}"
-            frame = frames.text_frame(text)
+            if message.frame is None:
+                return
+            frame = message.frame
             counter = "messages_sent_custom"
         elif kind is ipc.MessageKind.FILE:
             frame = frames.NOTIFY_FILE
@@ -348,12 +348,23 @@ class Worker:
         else:
             frame, counter = frames.NOTIFY_NOTIFICATION, "messages_sent_notification"
         sent = 0
+        users = self.users
+        limit = self.max_outgoing_bytes
+        # The fan-out loop: the hot path of the whole gateway, kept to a few
+        # attribute reads and one write per connection.
         for user in message.users:
-            for conn in self.users.get(user, ()):
+            for conn in users.get(user, ()):
+                transport = conn.transport
+                if transport is None or conn.state is not ConnState.OPEN:
+                    continue
+                if transport.get_write_buffer_size() > limit:
+                    self.slow_client(conn)
+                    conn.abort()
+                    continue
                 if with_ids is not None and conn.listen_file_id:
-                    conn.send(with_ids)
+                    transport.write(with_ids)
                 else:
-                    conn.send(frame)
+                    transport.write(frame)
                 sent += 1
         self.counters[counter] += sent
         if sent and message.published:
@@ -444,6 +455,9 @@ def run_worker(
     import uvloop
 
     logs.setup_logging(config.log_level, f"worker-{worker_id}")
+    # Everything that exists now lives as long as the process: keep the
+    # collector's passes to what connections create.
+    gc.freeze()
     sock = inherited if inherited is not None else bind_tcp(config.bind, config.port)
     worker = Worker(config, worker_id, ipc_path)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

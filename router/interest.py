@@ -4,37 +4,41 @@ Workers register each connection they open (``admit``) and close
 (``release``); a worker that (re)connects replaces its whole share with its
 ``Hello``. The table answers which workers hold a user and enforces the
 per-user connection limit across the whole gateway.
+
+Memory matters here (one entry per connected user of the whole gateway), so
+the common case, a user with a single connection, is stored as the bare
+worker id; only users with several connections get a ``{worker: count}`` map.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Mapping
 
 USER_CONNECTION_LIMIT = 64
 
+Entry = int | dict[int, int]
+
 
 class InterestTable:
-    __slots__ = ("_by_user", "_connections", "_limit", "_totals")
+    __slots__ = ("_by_user", "_connections", "_limit")
 
     def __init__(self, limit: int = USER_CONNECTION_LIMIT) -> None:
         self._limit = limit
-        # user -> {worker_id: open connections}; a user is absent when it has none.
-        self._by_user: dict[str, dict[int, int]] = {}
-        self._totals: dict[str, int] = {}
+        # user -> worker id (one connection) or {worker id: connections}; absent: none.
+        self._by_user: dict[str, Entry] = {}
         self._connections = 0
 
     def admit(self, worker: int, user: str) -> bool:
         """Count one more connection of ``user`` on ``worker``, unless the limit is reached."""
-        if self._totals.get(user, 0) >= self._limit:
+        if self.connections_of(user) >= self._limit:
             return False
         self._add(worker, user, 1)
         return True
 
     def release(self, worker: int, user: str) -> None:
-        workers = self._by_user.get(user)
-        if workers is None or worker not in workers:
-            return
-        self._add(worker, user, -1)
+        entry = self._by_user.get(user)
+        if entry == worker or (isinstance(entry, dict) and worker in entry):
+            self._add(worker, user, -1)
 
     def replace_worker(self, worker: int, users: Mapping[str, int]) -> None:
         """Make ``users`` the exact share of ``worker`` (sent on every link (re)connect)."""
@@ -44,14 +48,23 @@ class InterestTable:
                 self._add(worker, user, count)
 
     def drop_worker(self, worker: int) -> None:
-        for user in [u for u, ws in self._by_user.items() if worker in ws]:
-            self._add(worker, user, -self._by_user[user][worker])
+        for user, entry in list(self._by_user.items()):
+            if entry == worker:
+                self._add(worker, user, -1)
+            elif isinstance(entry, dict) and worker in entry:
+                self._add(worker, user, -entry[worker])
 
-    def workers_for(self, user: str) -> Iterable[int]:
-        return self._by_user.get(user, ())
+    def workers_for(self, user: str) -> Collection[int]:
+        entry = self._by_user.get(user)
+        if entry is None:
+            return ()
+        return (entry,) if type(entry) is int else entry  # type: ignore[return-value]
 
     def connections_of(self, user: str) -> int:
-        return self._totals.get(user, 0)
+        entry = self._by_user.get(user)
+        if entry is None:
+            return 0
+        return 1 if type(entry) is int else sum(entry.values())  # type: ignore[union-attr]
 
     @property
     def active_connections(self) -> int:
@@ -59,21 +72,27 @@ class InterestTable:
 
     @property
     def active_users(self) -> int:
-        return len(self._totals)
+        return len(self._by_user)
 
     def _add(self, worker: int, user: str, delta: int) -> None:
-        workers = self._by_user.setdefault(user, {})
-        count = workers.get(worker, 0) + delta
+        entry = self._by_user.get(user)
+        counts: dict[int, int]
+        if entry is None:
+            counts = {}
+        elif isinstance(entry, int):
+            counts = {entry: 1}
+        else:
+            counts = entry
+        count = counts.get(worker, 0) + delta
         if count > 0:
-            workers[worker] = count
+            counts[worker] = count
         else:
             delta -= count  # never count below zero
-            workers.pop(worker, None)
-        total = self._totals.get(user, 0) + delta
-        if total > 0:
-            self._totals[user] = total
-        else:
-            self._totals.pop(user, None)
-        if not workers:
-            del self._by_user[user]
+            counts.pop(worker, None)
         self._connections += delta
+        if not counts:
+            del self._by_user[user]
+        elif len(counts) == 1 and next(iter(counts.values())) == 1:
+            self._by_user[user] = next(iter(counts))
+        else:
+            self._by_user[user] = counts

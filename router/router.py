@@ -9,6 +9,7 @@ cookie. Workers connect to its Unix socket and register their users.
 from __future__ import annotations
 
 import asyncio
+import gc
 import contextlib
 import json
 import logging
@@ -21,6 +22,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import generate_latest
 
+from gateway.frames import text_frame
 from router.interest import InterestTable
 from router.links import WorkerLink, make_link_factory
 from router.preauth import TokenStore
@@ -213,7 +215,8 @@ class Router:
             case ev.Notification(user):
                 self.route((user,), ipc.Deliver((), kind.NOTIFICATION, published=received))
             case ev.Custom(user, message, body):
-                self.route((user,), ipc.Deliver((), kind.CUSTOM, None, message, body, received))
+                frame = text_frame(message if body is None else f"{message} {body}")
+                self.route((user,), ipc.Deliver((), kind.CUSTOM, None, frame, received))
             case ev.ShareCreate(user) | ev.GroupUpdate(user, _):
                 self.route((user,), ipc.Deliver((), kind.FILE, published=received))
             case ev.StorageUpdate():
@@ -232,6 +235,9 @@ class Router:
 
     def route(self, users: Iterable[str], template: ipc.Deliver) -> None:
         """Send ``template`` to the workers holding ``users``, each worker once with its users."""
+        if type(users) is tuple and len(users) == 1:
+            self._route_one(users[0], template)
+            return
         per_worker: dict[int, list[str]] = {}
         for user in users:
             for worker in self.interest.workers_for(user):
@@ -245,9 +251,24 @@ class Router:
                 link.send(
                     ipc.Deliver(
                         tuple(worker_users), template.kind, template.file_ids,
-                        template.custom_type, template.custom_body, template.published,
+                        template.frame, template.published,
                     )
                 )  # fmt: skip
+
+    def _route_one(self, user: str, template: ipc.Deliver) -> None:
+        # The hot path (one user, as most events are): the message is the same
+        # for every worker holding the user, so it is encoded once.
+        workers = self.interest.workers_for(user)
+        if not workers:
+            self.dropped["no_connection"] += 1
+            return
+        t = template
+        encoded = ipc.encode(ipc.Deliver((user,), t.kind, t.file_ids, t.frame, t.published))
+        links = self.links
+        for worker in workers:
+            link = links.get(worker)
+            if link is not None:
+                link.send_raw(encoded)
 
     def _map_storage_update(self, event: ev.StorageUpdate, received: float) -> None:
         if self.mapping is None:
@@ -371,6 +392,7 @@ def run_router(config: Config, socket_path: str, heartbeat: Heartbeat | None) ->
     import uvloop
 
     logs.setup_logging(config.log_level, "router")
+    gc.freeze()  # start-up objects live as long as the process
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import logging
 import multiprocessing
 import os
@@ -157,6 +158,10 @@ class Supervisor:
                 self._unix_socket,
             )
         process = self._ctx.Process(target=target, name=slot.name, daemon=False)
+        # Objects inherited through fork stay shared (copy-on-write) only while
+        # nothing writes to their pages; the collector's bookkeeping would, so
+        # they are moved out of its reach first (see the gc module docs).
+        gc.freeze()
         process.start()
         slot.process, slot.started = process, time.monotonic()
         log.info("started %s (pid %s)", slot.name, process.pid)
@@ -223,6 +228,7 @@ def _child(name: str, function: Any, *args: Any) -> Any:
 
     def main() -> None:
         _set_process_name(name)
+        gc.enable()
         # The supervisor's Python handlers are inherited by fork; each child
         # installs its own on its event loop.
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -233,5 +239,7 @@ def _child(name: str, function: Any, *args: Any) -> Any:
 
 
 def run_supervisor(config: Config) -> int:
+    # No collections in the parent: children inherit its objects untouched.
+    gc.disable()
     logs.setup_logging(config.log_level, "supervisor")
     return Supervisor(config).run()

@@ -109,16 +109,16 @@ class HttpAnswer:
 class Deliver:
     """One message for several users of one worker.
 
-    ``file_ids`` is only meaningful for FILE (None = ids unknown);
-    ``custom_type``/``custom_body`` only for CUSTOM (body is compact JSON text or None).
-    ``published`` is the router's wall-clock receive time, for latency metrics.
+    ``file_ids`` is only meaningful for FILE (None = ids unknown). ``frame`` is
+    the complete websocket frame of a CUSTOM message, encoded once by the
+    router for every recipient. ``published`` is the router's wall-clock
+    receive time, for latency metrics.
     """
 
     users: tuple[str, ...]
     kind: MessageKind
     file_ids: tuple[int, ...] | None = None
-    custom_type: str | None = None
-    custom_body: str | None = None
+    frame: bytes | None = None
     published: float = 0.0
 
 
@@ -179,8 +179,7 @@ def encode(message: Message) -> bytes:
 def _to_wire(m: Message) -> list[Any]:
     match m:
         case Deliver():
-            return [Tag.DELIVER, list(m.users), int(m.kind), m.file_ids, m.custom_type,
-                    m.custom_body, m.published]  # fmt: skip
+            return [Tag.DELIVER, m.users, m.kind, m.file_ids, m.frame, m.published]
         case Hello():
             return [Tag.HELLO, m.worker_id, m.pid, m.users]
         case Admit():
@@ -206,6 +205,11 @@ def _to_wire(m: Message) -> list[Any]:
     raise TypeError(f"not an IPC message: {m!r}")  # pragma: no cover
 
 
+# Lookups by plain int: an Enum call per message is measurable on the hot path.
+_TAGS = {int(t): t for t in Tag}
+_KINDS = {int(k): k for k in MessageKind}
+
+
 def _str(v: object) -> str:
     if not isinstance(v, str):
         raise FrameError(f"expected a string, got {type(v).__name__}")
@@ -225,22 +229,25 @@ def _opt_str(v: object) -> str | None:
 def _from_wire(item: object) -> Message:
     if not isinstance(item, list) or not item:
         raise FrameError("frame is not a tagged array")
-    try:
-        tag = Tag(item[0])
-    except (ValueError, TypeError):
-        raise FrameError(f"unknown message tag {item[0]!r}") from None
+    tag = _TAGS.get(item[0]) if type(item[0]) is int else None
+    if tag is None:
+        raise FrameError(f"unknown message tag {item[0]!r}")
     args = item[1:]
     try:
         match tag:
             case Tag.DELIVER:
-                users, kind, ids, ctype, cbody, published = args
-                if not isinstance(users, list):
-                    raise FrameError("deliver users is not a list")
+                users, kind, ids, frame, published = args
+                if not isinstance(users, list) or not all(type(u) is str for u in users):
+                    raise FrameError("deliver users is not a list of strings")
                 file_ids = None if ids is None else tuple(_int(i) for i in ids)
                 if not isinstance(published, float | int):
                     raise FrameError("deliver time is not a number")
-                return Deliver(tuple(_str(u) for u in users), MessageKind(kind), file_ids,
-                               _opt_str(ctype), _opt_str(cbody), float(published))  # fmt: skip
+                if frame is not None and not isinstance(frame, bytes):
+                    raise FrameError("deliver frame is not bytes")
+                message_kind = _KINDS.get(kind) if type(kind) is int else None
+                if message_kind is None:
+                    raise FrameError(f"unknown message kind {kind!r}")
+                return Deliver(tuple(users), message_kind, file_ids, frame, float(published))
             case Tag.HELLO:
                 worker_id, pid, users = args
                 if not isinstance(users, dict):

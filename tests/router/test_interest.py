@@ -33,3 +33,17 @@ def test_drop_worker_and_unknown_release_never_go_negative() -> None:
     table.drop_worker(1)
     assert table.active_connections == 0 and table.active_users == 0
     assert list(table.workers_for("a")) == []
+
+
+def test_compact_single_connection_entries_grow_and_shrink() -> None:
+    table = InterestTable()
+    table.admit(1, "u")
+    assert list(table.workers_for("u")) == [1] and table.connections_of("u") == 1
+    table.admit(1, "u")
+    table.admit(2, "u")
+    assert sorted(table.workers_for("u")) == [1, 2] and table.connections_of("u") == 3
+    table.release(1, "u")
+    table.release(1, "u")
+    assert list(table.workers_for("u")) == [2] and table.connections_of("u") == 1
+    table.release(2, "u")
+    assert list(table.workers_for("u")) == [] and table.active_users == 0
