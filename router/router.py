@@ -9,8 +9,8 @@ cookie. Workers connect to its Unix socket and register their users.
 from __future__ import annotations
 
 import asyncio
-import gc
 import contextlib
+import gc
 import json
 import logging
 import os
