@@ -78,6 +78,16 @@ class NextcloudLogin:
             )
         return self._session
 
+    def snapshot(self) -> dict[str, float]:
+        """Counters and the duration histogram, in the metrics' flat form."""
+        s = self.statistics
+        return {
+            "login_requests": s.requests,
+            "login_request_errors": s.request_errors,
+            "login_cache_hits": s.cache_hits,
+            **self.login_seconds.snapshot("login_seconds"),
+        }
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()

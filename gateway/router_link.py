@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from shared import ipc
-from shared.errors import FrameError, UpstreamError
+from shared.errors import FrameError, LoginError, UpstreamError
 
 log = logging.getLogger("gateway.link")
 
@@ -129,7 +129,7 @@ class RouterLink:
                 self._resolve(request_id, ok)
             case ipc.TokenResult(request_id, user):
                 self._resolve(request_id, user)
-            case ipc.HttpAnswer(request_id):
+            case ipc.HttpAnswer(request_id) | ipc.LoginResult(request_id):
                 self._resolve(request_id, message)
             case _:
                 self._handler.router_message(message)
@@ -170,6 +170,19 @@ class RouterLink:
         """The user a pre-auth token belongs to, consuming it. Raises UpstreamError."""
         result = await self._request(lambda rid: ipc.ConsumeToken(rid, token))
         return result if isinstance(result, str) else None
+
+    async def check_login(self, username: str, password: str, forwarded_for: str) -> str:
+        """The user id for these credentials, checked by the router for the whole gateway.
+
+        Raises LoginError (refused or Nextcloud failed) or UpstreamError (no router).
+        """
+        result = await self._request(
+            lambda rid: ipc.CheckLogin(rid, username, password, forwarded_for)
+        )
+        assert isinstance(result, ipc.LoginResult)
+        if result.user is None:
+            raise LoginError(result.error)
+        return result.user
 
     async def http_query(self, method: str, path: str, token: str) -> ipc.HttpAnswer:
         """Have the router answer a self-test request. Raises UpstreamError."""

@@ -201,15 +201,11 @@ class Worker:
         stats = dict(self.counters)
         stats["active_connection_count"] = self.connections
         stats["unauthenticated_connections"] = self.unauthenticated
-        stats["login_requests"] = self.login.statistics.requests
-        stats["login_request_errors"] = self.login.statistics.request_errors
-        stats["login_request_seconds"] = self.login.statistics.request_seconds
-        stats["login_cache_hits"] = self.login.statistics.cache_hits
+        stats.update(self.login.snapshot())  # fallback logins while the router was away
         stats["router_reconnects"] = self.link.reconnects
         debounce = self.debouncer.statistics()
         stats["debounce_base_seconds"] = debounce.debounce_base
         stats["debounce_pending"] = debounce.pending_messages
-        stats.update(self.login.login_seconds.snapshot("login_seconds"))
         stats.update(self.delivery_latency.snapshot("delivery_seconds"))
         return stats
 
@@ -260,7 +256,11 @@ class Worker:
         forwarded = conn.login.forwarded_for if conn.login is not None else conn.peer
         try:
             if username:
-                user = await self.login.verify(username, password, forwarded)
+                try:
+                    user = await self.link.check_login(username, password, forwarded)
+                except UpstreamError:
+                    # No router: ask Nextcloud from here (cached per worker only).
+                    user = await self.login.verify(username, password, forwarded)
             else:
                 token_user = await self.link.consume_token(password)
                 if token_user is None:

@@ -23,6 +23,7 @@ from aiohttp import web
 from prometheus_client import generate_latest
 
 from gateway.frames import text_frame
+from gateway.login import NextcloudLogin
 from router.interest import InterestTable
 from router.links import WorkerLink, make_link_factory
 from router.preauth import TokenStore
@@ -31,7 +32,7 @@ from router.self_test import SelfTest, check_app_version
 from shared import events as ev
 from shared import ipc, logs
 from shared.config import Config
-from shared.errors import EventError, UpstreamError
+from shared.errors import EventError, LoginError, UpstreamError
 from shared.heartbeat import Heartbeat
 from shared.metrics import MESSAGE_TYPES, GatewayView, make_registry
 from shared.tls import server_tls_context
@@ -56,6 +57,13 @@ class Router:
         self.links: dict[int, WorkerLink] = {}
         self.listener = RedisListener(config, self.on_redis_message, self.on_redis_state)
         self.mapping: StorageMapping | None = None
+        # Logins are checked here, not in the workers: identical credentials in
+        # flight share one request and the cache serves the whole gateway.
+        self.login = NextcloudLogin(
+            config.nextcloud_url,
+            user_agent=config.user_agent,
+            allow_self_signed=config.allow_self_signed,
+        )
         self.test_cookie = 0
         self.events_received = 0
         # Events not delivered, by reason (the notify_push_gateway_events_dropped metric).
@@ -103,6 +111,7 @@ class Router:
             await self.mapping.close()
         if self._kv is not None:
             await self._kv.aclose()
+        await self.login.close()
         if metrics_runner is not None:
             await metrics_runner.cleanup()
 
@@ -169,8 +178,18 @@ class Router:
                 self.worker_stats[worker] = values
             case ipc.HttpQuery():
                 self._spawn(self._answer_http(link, message))
+            case ipc.CheckLogin():
+                self._spawn(self._check_login(link, message))
             case _:
                 log.warning("worker %d sent an unexpected %s", worker, type(message).__name__)
+
+    async def _check_login(self, link: WorkerLink, check: ipc.CheckLogin) -> None:
+        try:
+            user = await self.login.verify(check.username, check.password, check.forwarded_for)
+        except LoginError as exc:
+            link.send(ipc.LoginResult(check.request_id, None, exc.reason))
+            return
+        link.send(ipc.LoginResult(check.request_id, user, ""))
 
     async def _answer_http(self, link: WorkerLink, query: ipc.HttpQuery) -> None:
         answer = await self.self_test.answer(query.method, query.path, query.token)
@@ -308,7 +327,7 @@ class Router:
     # --- metrics -----------------------------------------------------------
     def gateway_view(self) -> GatewayView:
         """The router's numbers plus every linked worker's last snapshot, summed."""
-        totals: dict[str, float] = {}
+        totals = self.login.snapshot()
         for values in self.worker_stats.values():
             for key, value in values.items():
                 totals[key] = totals.get(key, 0.0) + value

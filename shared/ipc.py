@@ -40,6 +40,7 @@ class Tag(enum.IntEnum):
     CONSUME_TOKEN = 4
     STATS = 5
     HTTP_QUERY = 6
+    CHECK_LOGIN = 7
     # router -> worker
     DELIVER = 20
     STATUS = 21
@@ -47,6 +48,7 @@ class Tag(enum.IntEnum):
     TOKEN_RESULT = 23
     CONTROL = 24
     HTTP_ANSWER = 25
+    LOGIN_RESULT = 26
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +98,31 @@ class HttpQuery:
     method: str
     path: str
     token: str
+
+
+@dataclass(frozen=True, slots=True)
+class CheckLogin:
+    """Credentials to verify with Nextcloud, once for the whole gateway.
+
+    The password crosses only the private IPC socket (a 0700 directory).
+    """
+
+    request_id: int
+    username: str
+    password: str
+    forwarded_for: str
+
+    def __repr__(self) -> str:  # never show the password, even in a debugger
+        return f"CheckLogin({self.request_id}, {self.username!r}, ***)"
+
+
+@dataclass(frozen=True, slots=True)
+class LoginResult:
+    """``user`` on success, else ``error``: a reason safe to send to the client."""
+
+    request_id: int
+    user: str | None
+    error: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +189,8 @@ Message = (
     | Stats
     | HttpQuery
     | HttpAnswer
+    | CheckLogin
+    | LoginResult
     | Deliver
     | Status
     | AdmitResult
@@ -194,6 +223,10 @@ def _to_wire(m: Message) -> list[Any]:
             return [Tag.HTTP_QUERY, m.request_id, m.method, m.path, m.token]
         case HttpAnswer():
             return [Tag.HTTP_ANSWER, m.request_id, m.status, m.body]
+        case CheckLogin():
+            return [Tag.CHECK_LOGIN, m.request_id, m.username, m.password, m.forwarded_for]
+        case LoginResult():
+            return [Tag.LOGIN_RESULT, m.request_id, m.user, m.error]
         case Status():
             return [Tag.STATUS, m.redis_subscribed, m.active_connections, m.workers_linked]
         case AdmitResult():
@@ -273,6 +306,12 @@ def _from_wire(item: object) -> Message:
             case Tag.HTTP_QUERY:
                 request_id, method, path, token = args
                 return HttpQuery(_int(request_id), _str(method), _str(path), _str(token))
+            case Tag.CHECK_LOGIN:
+                request_id, username, password, forwarded = args
+                return CheckLogin(_int(request_id), _str(username), _str(password), _str(forwarded))
+            case Tag.LOGIN_RESULT:
+                request_id, user, error = args
+                return LoginResult(_int(request_id), _opt_str(user), _str(error))
             case Tag.HTTP_ANSWER:
                 request_id, status, body = args
                 return HttpAnswer(_int(request_id), _int(status), _str(body))

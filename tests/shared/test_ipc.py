@@ -26,7 +26,16 @@ MESSAGES: list[ipc.Message] = [
     ipc.TokenResult(8, None),
     ipc.TokenResult(9, "carol"),
     ipc.Control(ipc.ControlAction.LOG_LEVEL, "debug"),
+    ipc.CheckLogin(10, "alice", "app-password", "10.0.0.1, 127.0.0.1"),
+    ipc.LoginResult(10, "alice", ""),
+    ipc.LoginResult(11, None, "Invalid credentials"),
+    ipc.HttpQuery(12, "GET", "/test/cookie", "token"),
+    ipc.HttpAnswer(12, 200, "42"),
 ]
+
+
+def test_login_check_never_shows_the_password() -> None:
+    assert "app-password" not in repr(ipc.CheckLogin(1, "alice", "app-password", ""))
 
 
 def test_every_message_round_trips() -> None:
