@@ -1,0 +1,95 @@
+"""Routing in the router: one batch per worker, only the users it holds."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from router.links import WorkerLink
+from router.router import Router
+from shared import ipc
+from shared.config import Config
+
+
+class RecordingTransport:
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.chunks.append(data)
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+def make_router(loop: asyncio.AbstractEventLoop) -> tuple[Router, dict[int, RecordingTransport]]:
+    config = Config(nextcloud_url="http://x", redis_urls=("redis://x",), workers=3)
+    router = Router(config, "/nonexistent/router.sock")
+    transports = {}
+    for worker in (1, 2, 3):
+        link = WorkerLink(router, loop)
+        transports[worker] = RecordingTransport()
+        link.connection_made(transports[worker])  # type: ignore[arg-type]
+        link.worker_id = worker
+        router.links[worker] = link
+    return router, transports
+
+
+def delivered(loop: asyncio.AbstractEventLoop, transport: RecordingTransport) -> list[ipc.Message]:
+    loop.run_until_complete(asyncio.sleep(0))  # the per-turn flush
+    return ipc.FrameDecoder().feed(b"".join(transport.chunks))
+
+
+def test_storage_update_reaches_each_worker_once_with_its_users(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    router, transports = make_router(loop)
+    holders = {f"u{i}": 1 + i % 3 for i in range(1000)}
+    for user, worker in holders.items():
+        router.interest.admit(worker, user)
+    router.interest.admit(2, "u0")  # u0 also has a connection on worker 2
+    router.route([*holders, "nobody"], ipc.Deliver((), ipc.MessageKind.FILE, (7,), published=1.0))
+    for worker, transport in transports.items():
+        messages = delivered(loop, transport)
+        assert len(messages) == 1, f"worker {worker} got {len(messages)} messages"
+        (message,) = messages
+        assert isinstance(message, ipc.Deliver) and message.file_ids == (7,)
+        expected = {u for u, w in holders.items() if w == worker} | (
+            {"u0"} if worker == 2 else set()
+        )
+        assert set(message.users) == expected
+
+
+def test_event_for_unconnected_user_is_dropped_and_counted(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    router, transports = make_router(loop)
+    router.on_redis_message(b"notify_activity", b'{"user": "ghost"}')
+    assert router.dropped["no_connection"] == 1
+    assert all(delivered(loop, t) == [] for t in transports.values())
+
+
+def test_one_user_event_is_encoded_once_for_all_its_workers(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    router, transports = make_router(loop)
+    for worker in (1, 3):
+        router.interest.admit(worker, "alice")
+    router.on_redis_message(b"notify_custom", b'{"user": "alice", "message": "hi"}')
+    loop.run_until_complete(asyncio.sleep(0))  # the per-turn flush
+    assert transports[1].chunks == transports[3].chunks != []
+    assert transports[2].chunks == []
+    (message,) = delivered(loop, transports[1])
+    assert isinstance(message, ipc.Deliver) and message.frame == b"\x81\x02hi"
