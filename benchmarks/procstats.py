@@ -53,6 +53,20 @@ def cpu_seconds(pids: Iterable[int]) -> float:
     return ticks / CLK_TCK
 
 
+def cpu_by_process(pids: Iterable[int]) -> dict[str, float]:
+    """utime + stime in seconds per process name (``/proc/PID/comm``; same names are summed)."""
+    out: dict[str, float] = {}
+    for pid in pids:
+        fields = _stat_fields(pid)
+        try:
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            continue
+        if fields is not None:
+            out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return out
+
+
 def pss_bytes(pids: Iterable[int]) -> int:
     """Summed proportional set size, from /proc/PID/smaps_rollup."""
     total_kb = 0
@@ -102,6 +116,10 @@ class ServerProbe:
 
     def cpu(self) -> float | None:
         return cpu_seconds(self.pids()) if self.roots else None
+
+    def cpu_split(self) -> dict[str, float] | None:
+        """CPU seconds per process name (e.g. npg-router, npg-worker-0)."""
+        return cpu_by_process(self.pids()) if self.roots else None
 
     def pss(self) -> int | None:
         return pss_bytes(self.pids()) if self.roots else None

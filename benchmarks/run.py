@@ -34,13 +34,25 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # servers, in well under 3 minutes on a 2-core machine.
 DEFAULTS: dict[str, dict[str, Any]] = {
     "idle": {"connections": 30_000, "steps": 3, "idle_seconds": 60.0, "conns_per_user": 1},
-    "fanout": {"users": 1_000, "conns_per_user": 10, "rate": 1_000.0, "duration": 20.0},
+    "fanout": {
+        "users": 1_000,
+        "conns_per_user": 10,
+        "rate": 1_000.0,
+        "duration": 20.0,
+        "idle_extra": 0,
+    },
     "broadcast": {"users": 10_000, "conns_per_user": 1, "rounds": 10, "interval": 1.0},
     "connect": {"connections": 10_000, "users": 1_000},
 }
 QUICK: dict[str, dict[str, Any]] = {
     "idle": {"connections": 1_000, "steps": 2, "idle_seconds": 5.0, "conns_per_user": 1},
-    "fanout": {"users": 100, "conns_per_user": 5, "rate": 200.0, "duration": 4.0},
+    "fanout": {
+        "users": 100,
+        "conns_per_user": 5,
+        "rate": 200.0,
+        "duration": 4.0,
+        "idle_extra": 0,
+    },
     "broadcast": {"users": 1_000, "conns_per_user": 1, "rounds": 5, "interval": 0.3},
     "connect": {"connections": 500, "users": 100},
 }
@@ -83,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--idle-seconds", type=float, help="idle: CPU window per step")
     s.add_argument("--rate", type=float, help="fanout: events per second")
     s.add_argument("--duration", type=float, help="fanout: seconds of publishing")
+    s.add_argument(
+        "--idle-extra",
+        type=int,
+        help="fanout: idle connections (one per further user) held while publishing",
+    )
     s.add_argument("--rounds", type=int, help="broadcast: storage updates")
     s.add_argument("--interval", type=float, help="broadcast: seconds between rounds")
     s.add_argument("--storage", type=int, default=1, help="broadcast: storage id (local stack: 1)")
@@ -117,7 +134,7 @@ def users_needed(name: str, p: dict[str, Any]) -> int:
         connections: int = p["connections"]
         per_user: int = p["conns_per_user"]
         return math.ceil(connections / per_user)
-    return int(p["users"])
+    return int(p["users"]) + int(p.get("idle_extra", 0))
 
 
 async def run_one(name: str, env: Env, args: argparse.Namespace) -> dict[str, Any]:
@@ -140,6 +157,7 @@ async def run_one(name: str, env: Env, args: argparse.Namespace) -> dict[str, An
             rate=p["rate"],
             duration=p["duration"],
             opts=opts,
+            idle_extra=p["idle_extra"],
         )
     if name == "broadcast":
         return await scenarios.broadcast(

@@ -188,9 +188,21 @@ async def publish_paced(
 
 
 async def fanout(
-    env: Env, *, users: int, per_user: int, rate: float, duration: float, opts: LoadOptions
+    env: Env,
+    *,
+    users: int,
+    per_user: int,
+    rate: float,
+    duration: float,
+    opts: LoadOptions,
+    idle_extra: int = 0,
 ) -> Result:
-    """notify_custom to single users at a fixed rate; every user holds ``per_user`` connections."""
+    """notify_custom to single users at a fixed rate; every user holds ``per_user`` connections.
+
+    ``idle_extra`` more connections, one per further user (users ``users`` and up), are
+    logged in before publishing and receive nothing: the cost per delivery with many
+    idle connections held (issue 6, target 7).
+    """
     total = users * per_user
     events = max(1, int(rate * duration))
     out: Result = {
@@ -200,14 +212,20 @@ async def fanout(
             "rate": rate,
             "duration": duration,
             "events": events,
+            "idle_extra": idle_extra,
         }
     }
-    async with loadgen_for(env, total, opts) as lg:
+    async with loadgen_for(env, total + idle_extra, opts) as lg:
         res = await connect_with_bar(
             lg, make_specs(env, total, per_user, opts.login), f"fanout: connect {total:,}"
         )
         out["login_failed"] = res.failed
+        if idle_extra:
+            extra = make_specs(env, idle_extra, 1, opts.login, start=users)
+            res = await connect_with_bar(lg, extra, f"fanout: connect {idle_extra:,} idle")
+            out["idle_login_failed"] = res.failed
         opened = await lg.collect()
+        out["connected"] = len(opened.open_idx)
         open_by_user: Counter[str] = Counter(lg.user_of[i] for i in opened.open_idx)
         user_names = [env.users[u][0] for u in range(users)]
         expected = sum(open_by_user[user_names[n % users]] for n in range(events))
@@ -223,6 +241,7 @@ async def fanout(
 
             # The shared counters are cumulative: measure from here.
             base = lg.counters()["bench"]
+            split0 = env.probe.cpu_split()
             cpu0 = env.probe.cpu()
             t0 = time.monotonic()
             seconds = await publish_paced(
@@ -236,9 +255,11 @@ async def fanout(
                 )
             wall = time.monotonic() - t0
             cpu1 = env.probe.cpu()
+            split1 = env.probe.cpu_split()
         finally:
             await r.aclose()
         got = await lg.collect()
+        out["server_cpu_by_process"] = cpu_split_delta(split0, split1)
         out.update(
             check_deliveries(lg.user_of, got.bench_idx, got.bench_seq, user_names, users, expected)
         )
@@ -275,6 +296,15 @@ def check_deliveries(
         "duplicates": dup,
         "misdelivered": wrong,
     }
+
+
+def cpu_split_delta(
+    before: dict[str, float] | None, after: dict[str, float] | None
+) -> dict[str, float] | None:
+    """CPU seconds per server process name between two samples."""
+    if before is None or after is None:
+        return None
+    return {k: round(v - before.get(k, 0.0), 3) for k, v in sorted(after.items())}
 
 
 def add_cpu(out: Result, cpu0: float | None, cpu1: float | None, deliveries: int) -> None:
