@@ -128,12 +128,14 @@ async def idle(
             held = lg.open_connections
             pss = probe.pss()
             sock = sockstat()
+            split0 = probe.cpu_split()
             cpu0 = probe.cpu()
             t0 = time.monotonic()
             await sleep_with_progress(
                 idle_seconds, f"idle: hold {held:,}", lambda: f"pings {lg.counters()['pings']:,}"
             )
             cpu1 = probe.cpu()
+            split1 = probe.cpu_split()
             wall = time.monotonic() - t0
             step: Result = {
                 "connections": held,
@@ -144,6 +146,7 @@ async def idle(
                     (sock.tcp_mem_bytes - sock0.tcp_mem_bytes) / max(held, 1)
                 ),
                 "tcp_sockets_in_use": sock.tcp_inuse,
+                "cpu_by_process": cpu_split_delta(split0, split1),
             }
             if pss is not None and pss0 is not None:
                 step["pss_bytes"] = pss
