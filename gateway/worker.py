@@ -211,12 +211,13 @@ class Worker:
 
     # --- connections -----------------------------------------------------
     def connection_opened(self, conn: ClientConnection) -> None:
-        if self.unauthenticated >= MAX_UNAUTHENTICATED:
+        # Counted until it logs in or closes (connection_closed undoes it).
+        self.unauthenticated += 1
+        if self.unauthenticated > MAX_UNAUTHENTICATED:
             # Overload or an attack: refuse rather than buffer without bound.
             self.counters["unauthenticated_rejected"] += 1
             conn.abort()
             return
-        self.unauthenticated += 1
         self._auth_deadlines.add(conn, time.monotonic())
 
     def connection_closed(self, conn: ClientConnection) -> None:
