@@ -159,23 +159,21 @@ def test_binary_login_frame_is_an_invalid_login(harness: Harness) -> None:
     assert client.closed()
 
 
-def test_connections_beyond_the_unauthenticated_bound_are_refused(harness: Harness) -> None:
+def test_connections_beyond_the_unauthenticated_bound_are_refused(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import socket
 
     import gateway.worker as worker_module
 
     bound = 3
-    original = worker_module.MAX_UNAUTHENTICATED
-    worker_module.MAX_UNAUTHENTICATED = bound
-    try:
-        waiting = [harness.connect() for _ in range(bound)]
-        with socket.create_connection(("127.0.0.1", harness.port), timeout=timeout(10)) as extra:
-            assert extra.recv(16) == b""  # dropped at once
-        wait_for(lambda: harness.call(lambda: harness.worker.unauthenticated) == bound, 5,
-                 "the refused connection to be forgotten")  # fmt: skip
-        for client in waiting:
-            client.close()
-        wait_for(lambda: harness.call(lambda: harness.worker.unauthenticated) == 0, 5,
-                 "the counter to return to zero")  # fmt: skip
-    finally:
-        worker_module.MAX_UNAUTHENTICATED = original
+    monkeypatch.setattr(worker_module, "MAX_UNAUTHENTICATED", bound)
+    waiting = [harness.connect() for _ in range(bound)]
+    with socket.create_connection(("127.0.0.1", harness.port), timeout=timeout(10)) as extra:
+        assert extra.recv(16) == b""  # dropped at once
+    wait_for(lambda: harness.call(lambda: harness.worker.unauthenticated) == bound, 5,
+             "the refused connection to be forgotten")  # fmt: skip
+    for client in waiting:
+        client.close()
+    wait_for(lambda: harness.call(lambda: harness.worker.unauthenticated) == 0, 5,
+             "the counter to return to zero")  # fmt: skip
