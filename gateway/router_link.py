@@ -125,10 +125,6 @@ class RouterLink:
 
     def _dispatch(self, message: ipc.Message) -> None:
         match message:
-            case ipc.AdmitResult(request_id, ok):
-                self._resolve(request_id, ok)
-            case ipc.TokenResult(request_id, user):
-                self._resolve(request_id, user)
             case ipc.HttpAnswer(request_id) | ipc.LoginResult(request_id):
                 self._resolve(request_id, message)
             case _:
@@ -161,24 +157,23 @@ class RouterLink:
         finally:
             self._pending.pop(request_id, None)
 
-    async def admit(self, user: str) -> bool:
-        """Ask for one more connection of ``user``. Raises UpstreamError when unlinked."""
-        result = await self._request(lambda rid: ipc.Admit(rid, user))
-        return bool(result)
-
-    async def consume_token(self, token: str) -> str | None:
-        """The user a pre-auth token belongs to, consuming it. Raises UpstreamError."""
-        result = await self._request(lambda rid: ipc.ConsumeToken(rid, token))
-        return result if isinstance(result, str) else None
-
     async def check_login(self, username: str, password: str, forwarded_for: str) -> str:
-        """The user id for these credentials, checked by the router for the whole gateway.
+        """The user id for these credentials, verified and admitted by the router.
 
-        Raises LoginError (refused or Nextcloud failed) or UpstreamError (no router).
+        Raises LoginError (refused, over the per-user limit, or Nextcloud
+        failed) or UpstreamError (no router to ask).
         """
-        result = await self._request(
-            lambda rid: ipc.CheckLogin(rid, username, password, forwarded_for)
-        )
+        return await self._login(lambda rid: ipc.CheckLogin(rid, username, password, forwarded_for))
+
+    async def consume_token(self, token: str) -> str:
+        """The user of a pre-auth token, consumed and admitted by the router.
+
+        Raises LoginError or UpstreamError like :meth:`check_login`.
+        """
+        return await self._login(lambda rid: ipc.ConsumeToken(rid, token))
+
+    async def _login(self, make: Callable[[int], ipc.Message]) -> str:
+        result = await self._request(make)
         assert isinstance(result, ipc.LoginResult)
         if result.user is None:
             raise LoginError(result.error)

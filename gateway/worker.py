@@ -23,7 +23,7 @@ from gateway import frames
 from gateway.connection import ClientConnection, ConnState
 from gateway.debounce import Debouncer, MessageKind, PendingFile, random_factor
 from gateway.http import RequestHead, response
-from gateway.login import INVALID_CREDENTIALS, NextcloudLogin
+from gateway.login import NextcloudLogin
 from gateway.router_link import LinkState, RouterLink
 from gateway.timers import Deadlines, PingWheel
 from shared import ipc, logs
@@ -255,28 +255,23 @@ class Worker:
 
     async def _login(self, conn: ClientConnection, username: str, password: str) -> None:
         forwarded = conn.login.forwarded_for if conn.login is not None else conn.peer
+        admitted_by_router = True
         try:
-            if username:
-                try:
-                    user = await self.link.check_login(username, password, forwarded)
-                except UpstreamError:
-                    # No router: ask Nextcloud from here (cached per worker only).
-                    user = await self.login.verify(username, password, forwarded)
-            else:
-                token_user = await self.link.consume_token(password)
-                if token_user is None:
-                    raise LoginError(INVALID_CREDENTIALS)
-                user = token_user
-            if conn.state is not ConnState.LOGIN:
-                return  # the client went away meanwhile
             try:
-                admitted = await self.link.admit(user)
+                # The router verifies (once for the whole gateway) and admits the
+                # connection under the per-user limit in one round trip.
+                if username:
+                    user = await self.link.check_login(username, password, forwarded)
+                else:
+                    user = await self.link.consume_token(password)
             except UpstreamError:
-                # Without the router the gateway-wide limit cannot be checked;
-                # serving the client beats refusing it. The next Hello re-registers it.
-                admitted = True
-            if not admitted:
-                raise LoginError("Too many connections for this user")
+                if not username:
+                    raise  # pre-auth tokens live in the router only
+                # No router: ask Nextcloud from here. The gateway-wide limit cannot be
+                # checked; serving the client beats refusing it, and the next Hello
+                # registers the connection.
+                admitted_by_router = False
+                user = await self.login.verify(username, password, forwarded)
         except LoginError as exc:
             self.counters["logins_failed"] += 1
             conn.fail_login(exc.reason)
@@ -286,7 +281,8 @@ class Worker:
             conn.fail_login(f"push server unavailable ({exc})")
             return
         if conn.state is not ConnState.LOGIN:
-            self.link.send(ipc.Release(user))  # admitted, but the client left
+            if admitted_by_router:
+                self.link.send(ipc.Release(user))  # admitted, but the client left
             return
         self.unauthenticated -= 1
         self.connections += 1

@@ -23,7 +23,7 @@ from aiohttp import web
 from prometheus_client import generate_latest
 
 from gateway.frames import text_frame
-from gateway.login import NextcloudLogin
+from gateway.login import INVALID_CREDENTIALS, NextcloudLogin
 from router.interest import InterestTable
 from router.links import WorkerLink, make_link_factory
 from router.preauth import TokenStore
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("router")
 
 STATUS_INTERVAL = 1.0
+TOO_MANY_CONNECTIONS = "Too many connections for this user"
 # Storage updates resolved concurrently; beyond this they are dropped and
 # counted, so a slow database cannot make the router queue without bound.
 MAX_PENDING_MAPPINGS = 256
@@ -167,13 +168,11 @@ class Router:
         worker = link.worker_id
         assert worker is not None
         match message:
-            case ipc.Admit(request_id, user):
-                link.send(ipc.AdmitResult(request_id, self.interest.admit(worker, user)))
             case ipc.Release(user):
                 self.interest.release(worker, user)
             case ipc.ConsumeToken(request_id, token):
                 owner = self.tokens.consume(token, time.monotonic())
-                link.send(ipc.TokenResult(request_id, owner))
+                link.send(self._admission(worker, request_id, owner, INVALID_CREDENTIALS))
             case ipc.Stats(values):
                 self.worker_stats[worker] = values
             case ipc.HttpQuery():
@@ -189,7 +188,20 @@ class Router:
         except LoginError as exc:
             link.send(ipc.LoginResult(check.request_id, None, exc.reason))
             return
-        link.send(ipc.LoginResult(check.request_id, user, ""))
+        worker = link.worker_id
+        if worker is None or self.links.get(worker) is not link:
+            return  # that link is gone; the worker's request failed with it
+        link.send(self._admission(worker, check.request_id, user, ""))
+
+    def _admission(
+        self, worker: int, request_id: int, user: str | None, refusal: str
+    ) -> ipc.LoginResult:
+        """Admit a verified ``user`` on ``worker`` under the per-user limit."""
+        if user is None:
+            return ipc.LoginResult(request_id, None, refusal)
+        if not self.interest.admit(worker, user):
+            return ipc.LoginResult(request_id, None, TOO_MANY_CONNECTIONS)
+        return ipc.LoginResult(request_id, user, "")
 
     async def _answer_http(self, link: WorkerLink, query: ipc.HttpQuery) -> None:
         answer = await self.self_test.answer(query.method, query.path, query.token)

@@ -35,7 +35,6 @@ class MessageKind(enum.IntEnum):
 class Tag(enum.IntEnum):
     # worker -> router
     HELLO = 1
-    ADMIT = 2
     RELEASE = 3
     CONSUME_TOKEN = 4
     STATS = 5
@@ -44,8 +43,6 @@ class Tag(enum.IntEnum):
     # router -> worker
     DELIVER = 20
     STATUS = 21
-    ADMIT_RESULT = 22
-    TOKEN_RESULT = 23
     CONTROL = 24
     HTTP_ANSWER = 25
     LOGIN_RESULT = 26
@@ -61,14 +58,6 @@ class Hello:
 
 
 @dataclass(frozen=True, slots=True)
-class Admit:
-    """Ask to open one more connection for ``user`` (the per-user limit is gateway-wide)."""
-
-    request_id: int
-    user: str
-
-
-@dataclass(frozen=True, slots=True)
 class Release:
     """One connection of ``user`` closed."""
 
@@ -77,7 +66,7 @@ class Release:
 
 @dataclass(frozen=True, slots=True)
 class ConsumeToken:
-    """Consume a pre-auth token; the router answers with :class:`TokenResult`."""
+    """Consume a pre-auth token; the router answers with :class:`LoginResult`."""
 
     request_id: int
     token: str
@@ -118,7 +107,12 @@ class CheckLogin:
 
 @dataclass(frozen=True, slots=True)
 class LoginResult:
-    """``user`` on success, else ``error``: a reason safe to send to the client."""
+    """Answer to :class:`CheckLogin` and :class:`ConsumeToken`.
+
+    ``user`` when the login is valid *and* admitted under the gateway-wide
+    per-user limit (the router has counted the connection); else ``error``,
+    a reason safe to send to the client.
+    """
 
     request_id: int
     user: str | None
@@ -158,18 +152,6 @@ class Status:
     workers_linked: int
 
 
-@dataclass(frozen=True, slots=True)
-class AdmitResult:
-    request_id: int
-    ok: bool
-
-
-@dataclass(frozen=True, slots=True)
-class TokenResult:
-    request_id: int
-    user: str | None
-
-
 class ControlAction(enum.IntEnum):
     RESET = 0  # close every client connection
     LOG_LEVEL = 1  # argument: level name, or "" to restore the configured one
@@ -183,7 +165,6 @@ class Control:
 
 Message = (
     Hello
-    | Admit
     | Release
     | ConsumeToken
     | Stats
@@ -193,8 +174,6 @@ Message = (
     | LoginResult
     | Deliver
     | Status
-    | AdmitResult
-    | TokenResult
     | Control
 )
 
@@ -211,8 +190,6 @@ def _to_wire(m: Message) -> list[Any]:
             return [Tag.DELIVER, m.users, m.kind, m.file_ids, m.frame, m.published]
         case Hello():
             return [Tag.HELLO, m.worker_id, m.pid, m.users]
-        case Admit():
-            return [Tag.ADMIT, m.request_id, m.user]
         case Release():
             return [Tag.RELEASE, m.user]
         case ConsumeToken():
@@ -229,10 +206,6 @@ def _to_wire(m: Message) -> list[Any]:
             return [Tag.LOGIN_RESULT, m.request_id, m.user, m.error]
         case Status():
             return [Tag.STATUS, m.redis_subscribed, m.active_connections, m.workers_linked]
-        case AdmitResult():
-            return [Tag.ADMIT_RESULT, m.request_id, m.ok]
-        case TokenResult():
-            return [Tag.TOKEN_RESULT, m.request_id, m.user]
         case Control():
             return [Tag.CONTROL, int(m.action), m.argument]
     raise TypeError(f"not an IPC message: {m!r}")  # pragma: no cover
@@ -287,9 +260,6 @@ def _from_wire(item: object) -> Message:
                     raise FrameError("hello users is not a map")
                 return Hello(_int(worker_id), _int(pid),
                              {_str(k): _int(v) for k, v in users.items()})  # fmt: skip
-            case Tag.ADMIT:
-                request_id, user = args
-                return Admit(_int(request_id), _str(user))
             case Tag.RELEASE:
                 (user,) = args
                 return Release(_str(user))
@@ -318,12 +288,6 @@ def _from_wire(item: object) -> Message:
             case Tag.STATUS:
                 subscribed, active, linked = args
                 return Status(bool(subscribed), _int(active), _int(linked))
-            case Tag.ADMIT_RESULT:
-                request_id, ok = args
-                return AdmitResult(_int(request_id), bool(ok))
-            case Tag.TOKEN_RESULT:
-                request_id, user = args
-                return TokenResult(_int(request_id), _opt_str(user))
             case Tag.CONTROL:
                 action, argument = args
                 return Control(ControlAction(action), _str(argument))

@@ -1,7 +1,7 @@
 """Keepalive and login edge cases on a real socket against an in-process worker.
 
-The router and Nextcloud are replaced by two small fakes (admit everyone,
-accept any password): these tests are about the worker's own timers and
+The router (and so Nextcloud) is replaced by a small fake that accepts any
+password: these tests are about the worker's own timers and
 frame handling, driven tick by tick instead of waiting 30 s per ping.
 """
 
@@ -37,11 +37,7 @@ class Harness:
         async def any_password(username: str, password: str, forwarded: str) -> str:
             return username
 
-        async def admit(user: str) -> bool:
-            return True
-
-        self.worker.login.verify = any_password  # type: ignore[method-assign]
-        self.worker.link.admit = admit  # type: ignore[method-assign]
+        self.worker.link.check_login = any_password  # type: ignore[method-assign]
 
         self.accepted: list[ClientConnection] = []
 

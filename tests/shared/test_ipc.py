@@ -14,7 +14,6 @@ from shared.errors import FrameError
 
 MESSAGES: list[ipc.Message] = [
     ipc.Hello(3, 1234, {"alice": 2, "bob": 1}),
-    ipc.Admit(7, "alice"),
     ipc.Release("alice"),
     ipc.ConsumeToken(8, "t" * 32),
     ipc.Stats({"messages_sent_file": 3.0}),
@@ -22,9 +21,6 @@ MESSAGES: list[ipc.Message] = [
     ipc.Deliver(("a",), ipc.MessageKind.FILE),
     ipc.Deliver(("a",), ipc.MessageKind.CUSTOM, None, b"\x81\x04type", 1.0),
     ipc.Status(True, 10, 3),
-    ipc.AdmitResult(7, False),
-    ipc.TokenResult(8, None),
-    ipc.TokenResult(9, "carol"),
     ipc.Control(ipc.ControlAction.LOG_LEVEL, "debug"),
     ipc.CheckLogin(10, "alice", "app-password", "10.0.0.1, 127.0.0.1"),
     ipc.LoginResult(10, "alice", ""),
@@ -65,8 +61,8 @@ def test_oversized_frame_is_refused_before_its_body_arrives() -> None:
         msgpack.packb({"not": "a list"}),
         msgpack.packb([]),
         msgpack.packb([999, 1]),
-        msgpack.packb([ipc.Tag.ADMIT, "not-an-int", "alice"]),
-        msgpack.packb([ipc.Tag.ADMIT, 1]),
+        msgpack.packb([ipc.Tag.CONSUME_TOKEN, "not-an-int", "token"]),
+        msgpack.packb([ipc.Tag.RELEASE]),
         msgpack.packb([ipc.Tag.DELIVER, ["a"], 99, None, None, 0.0]),
         msgpack.packb([ipc.Tag.DELIVER, "a", 0, None, None, 0.0]),
         msgpack.packb([ipc.Tag.DELIVER, ["a", 5], 0, None, None, 0.0]),
