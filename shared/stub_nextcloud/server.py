@@ -56,6 +56,7 @@ class StubNextcloud:
         self.forwarded_for: list[str] = []
         self.test_cookie = 0
         self.fail_logins_with: int | None = None  # e.g. 500 to simulate a broken Nextcloud
+        self.app_version = APP_VERSION
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -74,6 +75,7 @@ class StubNextcloud:
         # Test hooks, not Nextcloud: read counters, make logins fail.
         app.router.add_get("/stub/stats", self._stats)
         app.router.add_post("/stub/fail", self._set_failure)
+        app.router.add_post("/stub/app_version", self._set_app_version)
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
@@ -115,6 +117,10 @@ class StubNextcloud:
         self.fail_logins_with = int(status) if status.isdigit() else None
         return web.Response(text="ok")
 
+    async def _set_app_version(self, request: web.Request) -> web.Response:
+        self.app_version = request.query.get("version", APP_VERSION)
+        return web.Response(text="ok")
+
     async def _cookie(self, request: web.Request) -> web.Response:
         return web.Response(text=str(self.test_cookie))
 
@@ -130,7 +136,7 @@ class StubNextcloud:
 
             client = aioredis.Redis.from_url(self.redis_url)
             try:
-                await client.set("notify_push_app_version", APP_VERSION)
+                await client.set("notify_push_app_version", self.app_version)
             finally:
                 await client.aclose()
         return web.Response(text="")

@@ -173,3 +173,15 @@ def test_connections_beyond_the_unauthenticated_bound_are_refused(
         client.close()
     wait_for(lambda: harness.call(lambda: harness.worker.unauthenticated) == 0, 5,
              "the counter to return to zero")  # fmt: skip
+
+
+def test_no_task_or_coroutine_per_open_connection(harness: Harness) -> None:
+    def tasks() -> int:
+        return harness.call(lambda: len(asyncio.all_tasks(harness.loop)))
+
+    idle = tasks()
+    for i in range(50):
+        harness.logged_in(f"user{i}")
+    # Each login ran as a short task that ended with it; nothing stays per connection.
+    wait_for(lambda: tasks() == idle, 5, "the login tasks to finish")
+    assert harness.call(lambda: harness.worker.connections) == 50

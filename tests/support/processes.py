@@ -122,6 +122,14 @@ class Stub:
         with urllib.request.urlopen(request, timeout=timeout(5)):
             pass
 
+    def set_app_version(self, version: str) -> None:
+        """The version the stub's notify_push app reports through Redis."""
+        request = urllib.request.Request(
+            f"{self.url}/stub/app_version?version={version}", method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=timeout(5)):
+            pass
+
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout(10))
