@@ -13,6 +13,11 @@ Scenarios:
   shares    the 1,000 users reach the storage through 100 different shared
             folders (10 users each); the event's path is inside one of them.
 
+The ``router`` line then measures the router's whole path for the same event:
+``notify_storage_update`` payload in, JSON decoded, mapping (cached), the
+users split over 3 workers and one length-prefixed msgpack batch encoded and
+written per worker (to in-memory transports), on uvloop.
+
 Run:  .venv/bin/python benchmarks/bench_mapping.py [--events N] [--batches B]
 """
 
@@ -77,6 +82,62 @@ async def measure(url: str, event_path: str, events: int, batches: int) -> list[
         await mapping.close()
 
 
+class _NullTransport:
+    """Stands in for a worker's Unix socket: counts bytes, keeps nothing."""
+
+    def __init__(self) -> None:
+        self.written = 0
+
+    def write(self, data: bytes) -> None:
+        self.written += len(data)
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
+async def measure_router(url: str, event_path: str, events: int, batches: int) -> list[float]:
+    """Per-event CPU microseconds of the router's full path, for each batch."""
+    import json
+
+    from router.links import WorkerLink
+    from router.router import Router
+    from shared.config import Config
+
+    config = Config(nextcloud_url="http://127.0.0.1:9", redis_urls=("redis://127.0.0.1:9",),
+                    database_url=url, workers=3)  # fmt: skip
+    router = Router(config, "/nonexistent/router.sock")
+    router.mapping = StorageMapping.from_url(url, "oc_")
+    loop = asyncio.get_running_loop()
+    transports = {}
+    for worker in (1, 2, 3):
+        link = WorkerLink(router, loop)
+        transports[worker] = _NullTransport()
+        link.connection_made(transports[worker])  # type: ignore[arg-type]
+        link.worker_id = worker
+        router.links[worker] = link
+    for i in range(USERS):
+        router.interest.admit(1 + i % 3, f"user{i:04}")
+    payload = json.dumps({"storage": STORAGE, "path": event_path, "file_id": 7}).encode()
+    await router.mapping.users_for(STORAGE, event_path)  # warm the cache
+    per_event: list[float] = []
+    try:
+        for _ in range(batches):
+            start = time.process_time()
+            for _ in range(events):
+                router.on_redis_message(b"notify_storage_update", payload)
+                # The mapping runs as a task of the router's; let it finish.
+                await asyncio.gather(*list(router._tasks))
+            await asyncio.sleep(0)  # the per-turn flush to the workers
+            per_event.append((time.process_time() - start) / events * 1e6)
+        assert all(t.written > 0 for t in transports.values())
+        return per_event
+    finally:
+        await router.mapping.close()
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -110,6 +171,13 @@ def main() -> None:
                 f"mean {statistics.fmean(samples):.2f} us, p50 {percentile(samples, 0.5):.2f} us, "
                 f"p95 {percentile(samples, 0.95):.2f} us, p99 {percentile(samples, 0.99):.2f} us "
                 "(per-batch means)"
+            )
+            routed = run(measure_router(f"sqlite://{db}", event_path, args.events // 10,
+                                        max(5, args.batches // 5)))  # fmt: skip
+            print(
+                f"scenario {scenario}: router CPU per event, decode + mapping + 3 worker "
+                f"batches: mean {statistics.fmean(routed):.1f} us, "
+                f"p99 {percentile(routed, 0.99):.1f} us (per-batch means)"
             )
 
 

@@ -12,7 +12,7 @@ worker id; only users with several connections get a ``{worker: count}`` map.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 USER_CONNECTION_LIMIT = 64
 
@@ -59,6 +59,29 @@ class InterestTable:
         if entry is None:
             return ()
         return (entry,) if type(entry) is int else entry  # type: ignore[return-value]
+
+    def split(self, users: Iterable[str]) -> dict[int, list[str]]:
+        """``users`` grouped by the workers holding them (users held nowhere left out).
+
+        The fan-out of a storage update to thousands of users runs through
+        here, so it reads the table directly instead of calling workers_for.
+        """
+        per_worker: dict[int, list[str]] = {}
+        by_user = self._by_user
+        for user in users:
+            entry = by_user.get(user)
+            if entry is None:
+                continue
+            if type(entry) is int:
+                group = per_worker.get(entry)
+                if group is None:
+                    per_worker[entry] = [user]
+                else:
+                    group.append(user)
+            else:
+                for worker in entry:  # type: ignore[union-attr]
+                    per_worker.setdefault(worker, []).append(user)
+        return per_worker
 
     def connections_of(self, user: str) -> int:
         entry = self._by_user.get(user)

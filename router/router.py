@@ -269,10 +269,7 @@ class Router:
         if type(users) is tuple and len(users) == 1:
             self._route_one(users[0], template)
             return
-        per_worker: dict[int, list[str]] = {}
-        for user in users:
-            for worker in self.interest.workers_for(user):
-                per_worker.setdefault(worker, []).append(user)
+        per_worker = self.interest.split(users)
         if not per_worker:
             self.dropped["no_connection"] += 1
             return
