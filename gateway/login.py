@@ -37,7 +37,6 @@ INVALID_CREDENTIALS = "Invalid credentials"
 class LoginStatistics:
     requests: int = 0
     request_errors: int = 0
-    request_seconds: float = 0.0
     cache_hits: int = 0
     shared_in_flight: int = 0
 
@@ -143,9 +142,7 @@ class NextcloudLogin:
                 log.warning("login check with Nextcloud failed: %s", exc.__class__.__name__)
                 raise LoginError("Error while communicating with nextcloud") from exc
             finally:
-                elapsed = time.monotonic() - started
-                self.statistics.request_seconds += elapsed
-                self.login_seconds.observe(elapsed)
+                self.login_seconds.observe(time.monotonic() - started)
         if status == 200:
             uid = body.strip()
             if not uid:
