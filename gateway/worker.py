@@ -127,7 +127,7 @@ class Worker:
         log.info("worker %d draining %d connections", self.worker_id, len(conns))
         random.shuffle(conns)
         steps = max(1, min(len(conns), int(self.config.drain_time * 10)))
-        per_step = -(-len(conns) // steps)
+        per_step = max(1, -(-len(conns) // steps))  # at least 1: range() needs a step
         for i in range(0, len(conns), per_step):
             for conn in conns[i : i + per_step]:
                 conn.close(CLOSE_GOING_AWAY, "server shutting down")

@@ -86,7 +86,8 @@ class Supervisor:
 
     def run(self) -> int:
         limit = raise_file_limit()
-        log.info(
+        # Logged at warning so it shows at the default level: capacity planning needs it.
+        log.warning(
             "open-file limit %d per process: about %d connections per worker, %d in all",
             limit, limit - 64, (limit - 64) * self.config.workers,
         )  # fmt: skip

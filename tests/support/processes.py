@@ -190,14 +190,17 @@ class Gateway:
         wait_for(lambda: http_get(f"{self.http_url}/readyz")[0] == 200, seconds, "/readyz 200")
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Stop it; the exit status, after checking no process logged a traceback."""
         if self.process.poll() is None:
             self.process.send_signal(sig)
         try:
-            return self.process.wait(timeout(20))
+            status = self.process.wait(timeout(20))
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
             raise
+        assert "Traceback" not in self.log(), self.log()
+        return status
 
 
 def start_gateway(
