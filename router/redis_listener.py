@@ -71,6 +71,11 @@ class RedisListener:
                 level = logging.DEBUG if failing else logging.WARNING
                 log.log(level, "Redis subscription on %s failed: %s", _describe(url), exc)
                 failing = True
+            except Exception:
+                # A bug or an unexpected reply must not end the subscription for good:
+                # log it in full and retry like any other failure.
+                log.exception("unexpected error in the Redis subscription on %s", _describe(url))
+                failing = True
             finally:
                 self._set_subscribed(False)
             if time.monotonic() - started > 5 * PING_INTERVAL:
