@@ -48,12 +48,15 @@ def test_masked_server_frame_is_rejected() -> None:
         wsframes.parse_frames(wsframes.text("hello"), [])
 
 
+POLL_INTERVAL = 0.02  # how often wait_until looks; the deadline is what bounds it
+
+
 async def wait_until(cond: Callable[[], bool], what: str) -> None:
     deadline = time.monotonic() + DEADLINE
     while not cond():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(POLL_INTERVAL)
 
 
 @pytest.mark.integration

@@ -52,6 +52,9 @@ def run_cli(*args: str, env: Mapping[str, str] | None = None) -> CliResult:
     return CliResult(done.returncode, done.stdout, done.stderr)
 
 
+POLL_INTERVAL = 0.02
+
+
 def wait_for_ping(args: list[str], process: subprocess.Popen[bytes], deadline: float) -> None:
     """Poll ``redis-cli ARGS ping`` until PONG; fail at ``deadline`` or if the server died."""
     while True:
@@ -65,7 +68,7 @@ def wait_for_ping(args: list[str], process: subprocess.Popen[bytes], deadline: f
         if time.monotonic() > deadline:
             raise RuntimeError(f"redis-server did not answer PING: {ping.stdout}{ping.stderr}")
         # Polling with a deadline, not a fixed sleep standing in for synchronisation.
-        time.sleep(0.02)
+        time.sleep(POLL_INTERVAL)
 
 
 @dataclass(frozen=True)
