@@ -30,6 +30,7 @@ import redis
 
 from benchmarks.loadgen import Target
 from benchmarks.procstats import ServerProbe, process_tree
+from shared.devstack import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 START_DEADLINE = 30.0
@@ -60,12 +61,6 @@ class Env:
                 return int(json.loads(r.read())["uid_requests"])
         except (OSError, ValueError, KeyError):
             return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # The project's stub Nextcloud: logins, and the SQLite database with the demo mounts

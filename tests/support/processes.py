@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,8 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from shared.devstack import free_port, redis_answers
 
 TIMEOUT_SCALE = float(os.environ.get("TEST_TIMEOUT_SCALE", "1"))
 POLL_INTERVAL = 0.02
@@ -37,13 +38,6 @@ def wait_for(condition: Callable[[], object], seconds: float, what: str) -> None
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {seconds} s waiting for {what}")
         time.sleep(POLL_INTERVAL)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
@@ -85,17 +79,8 @@ def start_redis(workdir: Path, *extra: str) -> RedisServer:
     )  # fmt: skip
     server = RedisServer(port, process, unixsocket)
 
-    def answers() -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                sock.sendall(b"PING\r\n")
-                # A server with requirepass answers -NOAUTH: it is up all the same.
-                return sock.recv(16).startswith((b"+PONG", b"-NOAUTH"))
-        except OSError:
-            return False
-
     try:
-        wait_for(answers, 10, "redis-server to answer PING")
+        wait_for(lambda: redis_answers(port), 10, "redis-server to answer PING")
     except AssertionError:
         process.kill()
         process.wait()
