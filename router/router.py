@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Coroutine, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +45,7 @@ log = logging.getLogger("router")
 
 STATUS_INTERVAL = 1.0
 TOO_MANY_CONNECTIONS = "Too many connections for this user"
-# Storage updates resolved concurrently; beyond this they are dropped and
+# Storage updates waiting for the mapping; beyond this they are dropped and
 # counted, so a slow database cannot make the router queue without bound.
 MAX_PENDING_MAPPINGS = 256
 
@@ -76,7 +77,10 @@ class Router:
         }
         self.worker_stats: dict[int, dict[str, float]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._pending_mappings = 0
+        # Storage updates are mapped one after the other, so file events reach
+        # clients in the order Nextcloud published them (as with notify_push).
+        self._storage_updates: deque[tuple[ev.StorageUpdate, float]] = deque()
+        self._storage_update_arrived = asyncio.Event()
         self._server: asyncio.AbstractServer | None = None
         self._kv: aioredis.Redis | None = None
 
@@ -85,6 +89,7 @@ class Router:
         loop = asyncio.get_running_loop()
         if self.config.database_url:
             self.mapping = _make_mapping(self.config)
+            self._spawn(self._map_storage_updates_forever())
         self.self_test = SelfTest(
             self.config,
             self.kv,
@@ -302,11 +307,24 @@ class Router:
         if self.mapping is None:
             log.debug("no database configured; storage update for %d not routed", event.storage)
             return
-        if self._pending_mappings >= MAX_PENDING_MAPPINGS:
+        if len(self._storage_updates) >= MAX_PENDING_MAPPINGS:
             self.dropped["mapping_overload"] += 1
             return
-        self._pending_mappings += 1
-        self._spawn(self._resolve_storage_update(event, received))
+        self._storage_updates.append((event, received))
+        self._storage_update_arrived.set()
+
+    @property
+    def pending_storage_updates(self) -> int:
+        return len(self._storage_updates)
+
+    async def _map_storage_updates_forever(self) -> None:
+        while True:
+            await self._storage_update_arrived.wait()
+            self._storage_update_arrived.clear()
+            while self._storage_updates:
+                event, received = self._storage_updates[0]
+                await self._resolve_storage_update(event, received)
+                self._storage_updates.popleft()  # counted as pending until routed
 
     async def _resolve_storage_update(self, event: ev.StorageUpdate, received: float) -> None:
         assert self.mapping is not None
@@ -316,8 +334,6 @@ class Router:
             # Logged once per outage by the mapping; the event cannot be routed.
             self.dropped["mapping_failed"] += 1
             return
-        finally:
-            self._pending_mappings -= 1
         self.route(
             users, ipc.Deliver((), ipc.MessageKind.FILE, (event.file_id,), published=received)
         )

@@ -93,3 +93,38 @@ def test_one_user_event_is_encoded_once_for_all_its_workers(
     assert transports[2].chunks == []
     (message,) = delivered(loop, transports[1])
     assert isinstance(message, ipc.Deliver) and message.frame == b"\x81\x02hi"
+
+
+def test_storage_updates_are_routed_in_published_order(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    router, transports = make_router(loop)
+    router.interest.admit(1, "alice")
+    release_first = asyncio.Event()
+
+    class SlowFirstMapping:
+        """Storage 1 answers only when released; storage 2 at once."""
+
+        async def users_for(self, storage: int, path: str) -> list[str]:
+            if storage == 1:
+                await release_first.wait()
+            return ["alice"]
+
+    router.mapping = SlowFirstMapping()  # type: ignore[assignment]
+
+    async def scenario() -> list[ipc.Message]:
+        consumer = asyncio.ensure_future(router._map_storage_updates_forever())
+        for storage, file_id in ((1, 10), (2, 20)):
+            payload = f'{{"storage": {storage}, "path": "files/x", "file_id": {file_id}}}'
+            router.on_redis_message(b"notify_storage_update", payload.encode())
+        for _ in range(5):
+            await asyncio.sleep(0)
+        release_first.set()
+        for _ in range(20):  # a few loop turns: both mappings and the flush
+            await asyncio.sleep(0)
+        assert router.pending_storage_updates == 0
+        consumer.cancel()
+        return ipc.FrameDecoder().feed(b"".join(transports[1].chunks))
+
+    messages = loop.run_until_complete(scenario())
+    assert [m.file_ids for m in messages if isinstance(m, ipc.Deliver)] == [(10,), (20,)]
