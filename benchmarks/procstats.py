@@ -42,14 +42,14 @@ def process_tree(roots: Iterable[int]) -> list[int]:
     return out
 
 
-def cpu_seconds(pids: Iterable[int]) -> float:
-    """utime + stime of the given processes (all their threads), in seconds."""
+def cpu_seconds(pids: Iterable[int], *, kernel_only: bool = False) -> float:
+    """utime + stime (or stime alone) of the given processes, all their threads, in seconds."""
     ticks = 0
     for pid in pids:
         fields = _stat_fields(pid)
         if fields is not None:
             # After the name: state=0, ppid=1, ..., utime=11, stime=12 (proc(5) fields 14, 15).
-            ticks += int(fields[11]) + int(fields[12])
+            ticks += (0 if kernel_only else int(fields[11])) + int(fields[12])
     return ticks / CLK_TCK
 
 
@@ -116,6 +116,11 @@ class ServerProbe:
 
     def cpu(self) -> float | None:
         return cpu_seconds(self.pids()) if self.roots else None
+
+    def kernel_cpu(self) -> float | None:
+        """System (kernel) CPU seconds alone: on loopback this includes the receiving side's
+        TCP work, which the kernel charges to the sending process."""
+        return cpu_seconds(self.pids(), kernel_only=True) if self.roots else None
 
     def cpu_split(self) -> dict[str, float] | None:
         """CPU seconds per process name (e.g. npg-router, npg-worker-0)."""

@@ -52,6 +52,7 @@ HEADLINES: list[tuple[str, str, str]] = [
     ("fanout", "server_cpu_s", "fanout: server CPU seconds"),
     ("fanout", "deliveries_per_cpu_s", "fanout: deliveries per server CPU-s"),
     ("fanout", "cpu_us_per_delivery", "fanout: server CPU µs per delivery"),
+    ("fanout", "kernel_cpu_us_per_delivery", "fanout: of which kernel µs per delivery"),
     ("fanout", "connected", "fanout: connections held (incl. --idle-extra)"),
     ("fanout", "latency.p50_ms", "fanout: latency p50 (ms)"),
     ("fanout", "latency.p95_ms", "fanout: latency p95 (ms)"),

@@ -245,7 +245,7 @@ async def fanout(
             # The shared counters are cumulative: measure from here.
             base = lg.counters()["bench"]
             split0 = env.probe.cpu_split()
-            cpu0 = env.probe.cpu()
+            cpu0, kcpu0 = env.probe.cpu(), env.probe.kernel_cpu()
             t0 = time.monotonic()
             seconds = await publish_paced(
                 r, events, rate, make, "fanout: publish", lambda: lg.counters()["bench"] - base
@@ -257,7 +257,7 @@ async def fanout(
                     lambda: bar.update(lg.counters()["bench"] - base),
                 )
             wall = time.monotonic() - t0
-            cpu1 = env.probe.cpu()
+            cpu1, kcpu1 = env.probe.cpu(), env.probe.kernel_cpu()
             split1 = env.probe.cpu_split()
         finally:
             await r.aclose()
@@ -269,7 +269,7 @@ async def fanout(
         out["publish_seconds"] = round(seconds, 3)
         out["wall_seconds"] = round(wall, 3)
         out["latency"] = latency_summary(got.bench_lat)
-        add_cpu(out, cpu0, cpu1, out["deliveries"])
+        add_cpu(out, cpu0, cpu1, out["deliveries"], kcpu0, kcpu1)
         await lg.close_all()
     return out
 
@@ -310,7 +310,19 @@ def cpu_split_delta(
     return {k: round(v - before.get(k, 0.0), 3) for k, v in sorted(after.items())}
 
 
-def add_cpu(out: Result, cpu0: float | None, cpu1: float | None, deliveries: int) -> None:
+def add_cpu(
+    out: Result,
+    cpu0: float | None,
+    cpu1: float | None,
+    deliveries: int,
+    kcpu0: float | None = None,
+    kcpu1: float | None = None,
+) -> None:
+    if kcpu0 is not None and kcpu1 is not None and deliveries:
+        # The kernel's share: on loopback the sender also pays the receiver's TCP work,
+        # a floor no server can go under (see benchmarks/kernel_send.py).
+        out["server_kernel_cpu_s"] = round(kcpu1 - kcpu0, 3)
+        out["kernel_cpu_us_per_delivery"] = round((kcpu1 - kcpu0) / deliveries * 1e6, 3)
     if cpu0 is None or cpu1 is None:
         out["server_cpu_s"] = None
         out["deliveries_per_cpu_s"] = None

@@ -102,9 +102,14 @@ Event = (
 )
 
 
+# One encoder for every event: json.dumps with options builds a new encoder per call,
+# a measurable share of the router's cost per notify_custom event.
+_BODY_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
 def encode_custom_body(body: object) -> str:
     """The body as notify_push writes it: compact JSON, keys sorted, UTF-8 kept."""
-    return json.dumps(body, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    return _BODY_ENCODER.encode(body)
 
 
 def _field(channel: str, obj: object, name: str) -> Any:

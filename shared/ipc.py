@@ -178,9 +178,14 @@ Message = (
 )
 
 
+# Reused: packb builds a Packer per call. Each process is single-threaded on this path,
+# and a Packer empties its buffer after every pack, failed ones included.
+_PACKER = msgpack.Packer(use_bin_type=True)
+
+
 def encode(message: Message) -> bytes:
     """One length-prefixed frame for ``message``."""
-    body: bytes = msgpack.packb(_to_wire(message), use_bin_type=True)
+    body: bytes = _PACKER.pack(_to_wire(message))
     return HEADER.pack(len(body)) + body
 
 

@@ -114,3 +114,14 @@ async def _exercise(env: Env) -> None:
         assert set(zip(got.bench_idx, got.bench_seq, strict=True)) == wanted
         assert sorted(got.open_idx) == list(range(len(specs)))
         assert await lg.close_all(grace=DEADLINE) == 0
+
+
+def test_kernel_send_floor_reports_a_cost_per_send() -> None:
+    # benchmarks.kernel_send is what the README's fan-out analysis quotes: a real
+    # sender and reader process over loopback, no gateway involved.
+    from benchmarks.kernel_send import measure
+
+    res = measure(connections=50, burst=10, rate=200.0, seconds=0.5)
+    assert res["sends"] >= 10 and res["sends"] % 10 == 0
+    assert res["kernel_us_per_send"] >= 0
+    assert res["kernel_us_per_event"] == pytest.approx(res["kernel_us_per_send"] * 10, rel=0.01)

@@ -39,6 +39,15 @@ def test_every_message_round_trips() -> None:
     assert ipc.FrameDecoder().feed(stream) == MESSAGES
 
 
+def test_a_failed_encode_leaves_nothing_behind_for_the_next() -> None:
+    # The packer is shared by every encode in a process: a message it cannot pack
+    # must not leave half a body in its buffer for the next frame.
+    bad = ipc.Stats({"x": object()})  # type: ignore[dict-item]
+    with pytest.raises(TypeError):
+        ipc.encode(bad)
+    assert ipc.FrameDecoder().feed(ipc.encode(MESSAGES[0])) == [MESSAGES[0]]
+
+
 def test_frames_split_at_every_byte_boundary() -> None:
     stream = b"".join(ipc.encode(m) for m in MESSAGES)
     decoder = ipc.FrameDecoder()
