@@ -10,88 +10,55 @@ driver Tortoise ORM ships with. aiomysql is pure Python on top of PyMySQL.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
-from router.databases.base import DatabaseTarget, MountRow, describe_error, mounts_query
-from shared.errors import UpstreamError
+from router.databases.pooled import PooledDatabase
 
 
-class MySQLDatabase:
-    """A bounded asyncmy pool, created on the first query so construction does no I/O."""
+class MySQLDatabase(PooledDatabase):
+    """A bounded asyncmy pool."""
 
-    def __init__(
-        self,
-        target: DatabaseTarget,
-        prefix: str,
-        *,
-        pool_size: int,
-        timeout: float,
-        connect_timeout: float,
-    ) -> None:
-        self._target = target
-        self._query = mounts_query("mysql", prefix)
-        self._pool_size = pool_size
-        self._timeout = timeout
-        self._connect_timeout = connect_timeout
-        self._pool: Any = None
-        self._pool_lock = asyncio.Lock()
-        self._closed = False
+    dialect = "mysql"
+    name = "MySQL"
 
-    async def _get_pool(self) -> Any:
-        async with self._pool_lock:
-            if self._closed:
-                raise UpstreamError("database connection closed")
-            if self._pool is None:
-                import asyncmy  # lazy: only MySQL users need the driver
+    async def _open_pool(self) -> Any:
+        import asyncmy  # lazy: only MySQL users need the driver
 
-                t = self._target
-                kwargs: dict[str, Any] = {
-                    "user": t.user or "",
-                    "password": t.password or "",
-                    "database": t.database,
-                    "charset": "utf8mb4",
-                    # Reads only; autocommit keeps no snapshot open between queries,
-                    # so a refresh sees mounts Nextcloud added since the last one.
-                    "autocommit": True,
-                    "connect_timeout": max(1, round(self._connect_timeout)),
-                }
-                if t.socket:
-                    kwargs["unix_socket"] = t.socket
-                else:
-                    kwargs["host"] = t.host
-                    kwargs["port"] = t.port
-                self._pool = await asyncmy.create_pool(
-                    minsize=0,
-                    maxsize=self._pool_size,
-                    # Recycle before the server's wait_timeout can cut a connection.
-                    pool_recycle=600,
-                    **kwargs,
-                )
-            return self._pool
+        t = self._target
+        kwargs: dict[str, Any] = {
+            "user": t.user or "",
+            "password": t.password or "",
+            "database": t.database,
+            "charset": "utf8mb4",
+            # Reads only; autocommit keeps no snapshot open between queries,
+            # so a refresh sees mounts Nextcloud added since the last one.
+            "autocommit": True,
+            "connect_timeout": max(1, round(self._connect_timeout)),
+        }
+        if t.socket:
+            kwargs["unix_socket"] = t.socket
+        else:
+            kwargs["host"] = t.host
+            kwargs["port"] = t.port
+        return await asyncmy.create_pool(
+            minsize=0,
+            maxsize=self._pool_size,
+            # Recycle before the server's wait_timeout can cut a connection.
+            pool_recycle=600,
+            **kwargs,
+        )
 
-    async def fetch_mounts(self, storage: int) -> list[MountRow]:
+    async def _fetch_rows(self, pool: Any, storage: int) -> Sequence[Sequence[Any]]:
+        async with pool.acquire() as conn, conn.cursor() as cursor:
+            await cursor.execute(self._query, (storage,))
+            rows: Sequence[Sequence[Any]] = await cursor.fetchall()
+            return rows
+
+    async def _close_pool(self, pool: Any) -> None:
+        pool.close()
         try:
             async with asyncio.timeout(self._timeout):
-                pool = await self._get_pool()
-                async with pool.acquire() as conn, conn.cursor() as cursor:
-                    await cursor.execute(self._query, (storage,))
-                    rows = await cursor.fetchall()
-        except UpstreamError:
-            raise
-        except Exception as exc:
-            # asyncmy raises OperationalError, OSError, TimeoutError, ...; all
-            # mean "the database failed" to the caller.
-            raise UpstreamError(f"MySQL query failed: {describe_error(exc)}") from exc
-        return [(str(r[0]), str(r[1])) for r in rows if r[1] is not None]
-
-    async def close(self) -> None:
-        async with self._pool_lock:
-            self._closed = True
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.close()
-            try:
-                async with asyncio.timeout(self._timeout):
-                    await pool.wait_closed()
-            except TimeoutError:
-                pool.terminate()
+                await pool.wait_closed()
+        except TimeoutError:
+            pool.terminate()
