@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -51,11 +51,14 @@ def publisher(redis_server: RedisServer) -> Iterator[redis.Redis]:
     client.close()
 
 
-def _gateway(workdir: Path, redis_server: RedisServer, stub: Stub, database: Path,
-             workers: int) -> Gateway:  # fmt: skip
+def ready_gateway(
+    workdir: Path, redis_server: RedisServer, stub: Stub, database: Path, workers: int,
+    *, env: dict[str, str] | None = None, args: Sequence[str] = (),
+) -> Gateway:  # fmt: skip
+    """A gateway on the session's Redis, stub Nextcloud and SQLite database, ready to serve."""
     gateway = start_gateway(
         workdir, redis_url=redis_server.url, nextcloud_url=stub.url,
-        database_url=f"sqlite://{database}", workers=workers,
+        database_url=f"sqlite://{database}", workers=workers, env=env, args=args,
     )  # fmt: skip
     gateway.wait_ready()
     return gateway
@@ -66,7 +69,7 @@ def gateway(
     request: pytest.FixtureRequest, workdir: Path, redis_server: RedisServer, stub: Stub,
     database: Path,
 ) -> Iterator[Gateway]:  # fmt: skip
-    gw = _gateway(workdir, redis_server, stub, database, request.param)
+    gw = ready_gateway(workdir, redis_server, stub, database, request.param)
     yield gw
     assert gw.stop() == 0, gw.log()
 
@@ -76,7 +79,7 @@ def fresh_gateway(
     workdir: Path, redis_server: RedisServer, stub: Stub, database: Path
 ) -> Iterator[Gateway]:
     """A 3-worker gateway of this test's own, for tests that kill parts of it."""
-    gw = _gateway(workdir, redis_server, stub, database, 3)
+    gw = ready_gateway(workdir, redis_server, stub, database, 3)
     yield gw
     gw.stop()
 

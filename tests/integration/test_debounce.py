@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.integration.conftest import USERS
+from tests.integration.conftest import USERS, ready_gateway
 from tests.support.client import Client
 from tests.support.processes import (
     Gateway,
@@ -18,7 +18,6 @@ from tests.support.processes import (
     Stub,
     free_port,
     http_get,
-    start_gateway,
     wait_for,
 )
 
@@ -68,11 +67,7 @@ def test_activity_burst_becomes_one_message(
 def undebounced(
     workdir: Path, redis_server: RedisServer, stub: Stub, database: Path
 ) -> Iterator[Gateway]:
-    gw = start_gateway(
-        workdir, redis_url=redis_server.url, nextcloud_url=stub.url,
-        database_url=f"sqlite://{database}", workers=2, env={"DEBOUNCE_DISABLE": "1"},
-    )  # fmt: skip
-    gw.wait_ready()
+    gw = ready_gateway(workdir, redis_server, stub, database, 2, env={"DEBOUNCE_DISABLE": "1"})
     yield gw
     assert gw.stop() == 0, gw.log()
 
@@ -92,12 +87,10 @@ def test_debounce_time_uses_the_gateway_wide_connection_count(
     clients: contextlib.ExitStack,
 ) -> None:  # fmt: skip
     metrics_port = free_port()
-    gw = start_gateway(
-        workdir, redis_url=redis_server.url, nextcloud_url=stub.url,
-        database_url=f"sqlite://{database}", workers=3, args=["--metrics-port", str(metrics_port)],
-    )  # fmt: skip
+    gw = ready_gateway(
+        workdir, redis_server, stub, database, 3, args=["--metrics-port", str(metrics_port)]
+    )
     try:
-        gw.wait_ready()
         for i in range(40):
             user = f"user{i}"
             assert Client(clients, gw.ws_url).login(user, f"password-{user}") == "authenticated"

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.integration.conftest import USERS
+from tests.integration.conftest import USERS, ready_gateway
 from tests.support.client import Client
-from tests.support.processes import Gateway, RedisServer, Stub, start_gateway
+from tests.support.processes import Gateway, RedisServer, Stub
 
 pytestmark = pytest.mark.integration
 
@@ -48,11 +48,7 @@ def test_65th_connection_of_a_user_is_refused_across_workers(
 def short_lived(
     workdir: Path, redis_server: RedisServer, stub: Stub, database: Path
 ) -> Iterator[Gateway]:
-    gw = start_gateway(
-        workdir, redis_url=redis_server.url, nextcloud_url=stub.url,
-        database_url=f"sqlite://{database}", workers=2, env={"MAX_CONNECTION_TIME": "1"},
-    )  # fmt: skip
-    gw.wait_ready()
+    gw = ready_gateway(workdir, redis_server, stub, database, 2, env={"MAX_CONNECTION_TIME": "1"})
     yield gw
     assert gw.stop() == 0, gw.log()
 

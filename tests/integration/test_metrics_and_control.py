@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.integration.conftest import USERS
+from tests.integration.conftest import USERS, ready_gateway
 from tests.support.client import Client
 from tests.support.processes import (
     Gateway,
@@ -18,7 +18,6 @@ from tests.support.processes import (
     Stub,
     free_port,
     http_get,
-    start_gateway,
     wait_for,
 )
 
@@ -31,12 +30,9 @@ def metered(
     database: Path,
 ) -> Iterator[tuple[Gateway, int]]:  # fmt: skip
     port = free_port()
-    gw = start_gateway(
-        workdir, redis_url=redis_server.url, nextcloud_url=stub.url,
-        database_url=f"sqlite://{database}", workers=request.param,
-        args=["--metrics-port", str(port)],
-    )  # fmt: skip
-    gw.wait_ready()
+    gw = ready_gateway(
+        workdir, redis_server, stub, database, request.param, args=["--metrics-port", str(port)]
+    )
     yield gw, port
     assert gw.stop() == 0, gw.log()
 
