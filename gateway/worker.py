@@ -16,8 +16,6 @@ import random
 import signal
 import socket
 import time
-from collections.abc import Coroutine
-from typing import Any
 
 from gateway import frames
 from gateway.connection import ClientConnection, ConnState
@@ -31,6 +29,7 @@ from shared.config import Config
 from shared.errors import LoginError, UpstreamError
 from shared.heartbeat import Heartbeat
 from shared.metrics import LATENCY_BUCKETS, Histogram
+from shared.tasks import TaskSet
 from shared.tls import server_tls_context
 
 log = logging.getLogger("gateway.worker")
@@ -88,7 +87,7 @@ class Worker:
             enabled=not config.debounce_disable,
             max_file_ids=MAX_MERGED_FILE_IDS,
         )
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSet(log, "worker")
         self._server: asyncio.AbstractServer | None = None
         self.counters: dict[str, float] = {
             "total_connection_count": 0,
@@ -107,15 +106,15 @@ class Worker:
         stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        self._spawn(self.link.run())
+        self._tasks.spawn(self.link.run())
         self._server = await loop.create_server(
             lambda: ClientConnection(self), sock=sock, backlog=4096,
             ssl=server_tls_context(self.config),
         )  # fmt: skip
         log.info("worker %d serving", self.worker_id)
-        self._spawn(self._tick_forever(heartbeat))
+        self._tasks.spawn(self._tick_forever(heartbeat))
         if self.debouncer.enabled:
-            self._spawn(self._flush_debounced_forever())
+            self._tasks.spawn(self._flush_debounced_forever())
         await stop.wait()
         await self.drain()
 
@@ -134,20 +133,8 @@ class Worker:
             if i + per_step < len(conns):
                 await asyncio.sleep(self.config.drain_time / steps)
         self.link.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.cancel_all()
         await self.login.close()
-
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("worker task failed", exc_info=task.exception())
 
     async def _tick_forever(self, heartbeat: Heartbeat | None) -> None:
         last_stats = 0.0
@@ -251,7 +238,7 @@ class Worker:
 
     # --- login -------------------------------------------------------------
     def start_login(self, conn: ClientConnection, username: str, password: str) -> None:
-        self._spawn(self._login(conn, username, password))
+        self._tasks.spawn(self._login(conn, username, password))
 
     async def _login(self, conn: ClientConnection, username: str, password: str) -> None:
         forwarded = conn.login.forwarded_for if conn.login is not None else conn.peer
@@ -398,7 +385,7 @@ class Worker:
             else:
                 conn.respond_and_close(response(503, f"{reason}\n"))
         elif path.startswith("/test/"):
-            self._spawn(self._self_test(conn, head.method, path, head.header("token") or ""))
+            self._tasks.spawn(self._self_test(conn, head.method, path, head.header("token") or ""))
         elif path in ("/ws",):
             conn.respond_and_close(response(426, "websocket upgrade required\n"))
         else:

@@ -16,8 +16,8 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Coroutine, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -36,6 +36,7 @@ from shared.config import Config
 from shared.errors import EventError, LoginError, UpstreamError
 from shared.heartbeat import Heartbeat
 from shared.metrics import MESSAGE_TYPES, GatewayView, make_registry
+from shared.tasks import TaskSet
 from shared.tls import server_tls_context
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ class Router:
             "mapping_overload": 0,
         }
         self.worker_stats: dict[int, dict[str, float]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet(log, "router")
         # Storage updates are mapped one after the other, so file events reach
         # clients in the order Nextcloud published them (as with notify_push).
         self._storage_updates: deque[tuple[ev.StorageUpdate, float]] = deque()
@@ -89,7 +90,7 @@ class Router:
         loop = asyncio.get_running_loop()
         if self.config.database_url:
             self.mapping = _make_mapping(self.config)
-            self._spawn(self._map_storage_updates_forever())
+            self._tasks.spawn(self._map_storage_updates_forever())
         self.self_test = SelfTest(
             self.config,
             self.kv,
@@ -103,16 +104,14 @@ class Router:
         )
         os.chmod(self.socket_path, 0o600)
         log.info("router listening for workers on %s", self.socket_path)
-        self._spawn(self.listener.run())
-        self._spawn(self._periodic(heartbeat))
-        self._spawn(check_app_version(self.config, self.kv))
+        self._tasks.spawn(self.listener.run())
+        self._tasks.spawn(self._periodic(heartbeat))
+        self._tasks.spawn(check_app_version(self.config, self.kv))
         metrics_runner = await self._serve_metrics()
         await stop.wait()
         log.info("router stopping")
         self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.cancel_all()
         if self.mapping is not None:
             await self.mapping.close()
         if self._kv is not None:
@@ -126,16 +125,6 @@ class Router:
         if self._kv is None:
             self._kv = await self.listener.publish_client()
         return self._kv
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("router task failed", exc_info=task.exception())
 
     async def _periodic(self, heartbeat: Heartbeat | None) -> None:
         while True:
@@ -181,9 +170,9 @@ class Router:
             case ipc.Stats(values):
                 self.worker_stats[worker] = values
             case ipc.HttpQuery():
-                self._spawn(self._answer_http(link, message))
+                self._tasks.spawn(self._answer_http(link, message))
             case ipc.CheckLogin():
-                self._spawn(self._check_login(link, message))
+                self._tasks.spawn(self._check_login(link, message))
             case _:
                 log.warning("worker %d sent an unexpected %s", worker, type(message).__name__)
 
@@ -264,7 +253,7 @@ class Router:
             case ev.LogSpec(spec):
                 self._apply_log_spec(spec)
             case ev.Query():
-                self._spawn(self._publish_metrics())
+                self._tasks.spawn(self._publish_metrics())
             case ev.Signal():
                 log.info("reset requested: closing every client connection")
                 self._broadcast(ipc.Control(ipc.ControlAction.RESET))
