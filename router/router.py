@@ -270,12 +270,7 @@ class Router:
         for worker, worker_users in per_worker.items():
             link = self.links.get(worker)
             if link is not None:
-                link.send(
-                    ipc.Deliver(
-                        tuple(worker_users), template.kind, template.file_ids,
-                        template.frame, template.published,
-                    )
-                )  # fmt: skip
+                link.send_raw(ipc.encode_deliver_to(worker_users, template))
 
     def _route_one(self, user: str, template: ipc.Deliver) -> None:
         # The hot path (one user, as most events are): the message is the same
@@ -284,8 +279,7 @@ class Router:
         if not workers:
             self.dropped["no_connection"] += 1
             return
-        t = template
-        encoded = ipc.encode(ipc.Deliver((user,), t.kind, t.file_ids, t.frame, t.published))
+        encoded = ipc.encode_deliver_to((user,), template)
         links = self.links
         for worker in workers:
             link = links.get(worker)

@@ -189,6 +189,14 @@ def encode(message: Message) -> bytes:
     return HEADER.pack(len(body)) + body
 
 
+def encode_deliver_to(users: tuple[str, ...] | list[str], template: Deliver) -> bytes:
+    """``template`` addressed to ``users``, encoded without building another Deliver:
+    the router sends one template to many workers, each with its own users."""
+    t = template
+    body: bytes = _PACKER.pack([Tag.DELIVER, users, t.kind, t.file_ids, t.frame, t.published])
+    return HEADER.pack(len(body)) + body
+
+
 def _to_wire(m: Message) -> list[Any]:
     match m:
         case Deliver():

@@ -39,6 +39,12 @@ def test_every_message_round_trips() -> None:
     assert ipc.FrameDecoder().feed(stream) == MESSAGES
 
 
+def test_a_template_addressed_to_users_encodes_as_that_deliver() -> None:
+    template = ipc.Deliver((), ipc.MessageKind.FILE, (4, 5), None, 2.5)
+    expected = ipc.Deliver(("a", "b"), ipc.MessageKind.FILE, (4, 5), None, 2.5)
+    assert ipc.encode_deliver_to(["a", "b"], template) == ipc.encode(expected)
+
+
 def test_a_failed_encode_leaves_nothing_behind_for_the_next() -> None:
     # The packer is shared by every encode in a process: a message it cannot pack
     # must not leave half a body in its buffer for the next frame.
