@@ -47,10 +47,11 @@ _DEBOUNCED = {
     ipc.MessageKind.ACTIVITY: MessageKind.ACTIVITY,
     ipc.MessageKind.NOTIFICATION: MessageKind.NOTIFICATION,
 }
-_COUNTERS = {
-    MessageKind.FILE: "messages_sent_file",
-    MessageKind.ACTIVITY: "messages_sent_activity",
-    MessageKind.NOTIFICATION: "messages_sent_notification",
+# The fixed frame of each debounced kind and the counter its sends go to.
+_PLAIN: dict[MessageKind, tuple[bytes, str]] = {
+    MessageKind.FILE: (frames.NOTIFY_FILE, "messages_sent_file"),
+    MessageKind.ACTIVITY: (frames.NOTIFY_ACTIVITY, "messages_sent_activity"),
+    MessageKind.NOTIFICATION: (frames.NOTIFY_NOTIFICATION, "messages_sent_notification"),
 }
 MAX_UNAUTHENTICATED = 4096
 # Bytes a client may leave unread before it is considered dead: many
@@ -71,9 +72,8 @@ class Worker:
             user_agent=config.user_agent,
             allow_self_signed=config.allow_self_signed,
         )
-        self.redis_subscribed = False
-        self.workers_linked = 0
-        self.gateway_connections = 0
+        # The router's latest Status; None until one arrives on the current link.
+        self.router_status: ipc.Status | None = None
         self.unauthenticated = 0
         self.connections = 0
         self._auth_deadlines: Deadlines[ClientConnection] = Deadlines(AUTH_TIMEOUT)
@@ -155,18 +155,17 @@ class Worker:
 
     def flush_debounced(self, now: float) -> None:
         """Send every queued message that is due (only connections with one are visited)."""
+        # One storage update reaches many connections with the same ids: build
+        # each notify_file_id frame once per poll, not once per connection.
+        with_ids: dict[tuple[int, ...], bytes] = {}
         for conn, kind, file in self.debouncer.poll(now):
-            if kind is MessageKind.FILE:
-                ids = file.ids if file is not None else None
-                if ids and conn.listen_file_id:
-                    conn.send(frames.text_frame(file_ids_text(ids)))
-                else:
-                    conn.send(frames.NOTIFY_FILE)
-            elif kind is MessageKind.ACTIVITY:
-                conn.send(frames.NOTIFY_ACTIVITY)
-            else:
-                conn.send(frames.NOTIFY_NOTIFICATION)
-            self.counters[_COUNTERS[kind]] += 1
+            frame, counter = _PLAIN[kind]
+            if file is not None and file.ids and conn.listen_file_id:
+                frame = with_ids.get(file.ids) or with_ids.setdefault(
+                    file.ids, frames.text_frame(file_ids_text(file.ids))
+                )
+            conn.send(frame)
+            self.counters[counter] += 1
 
     def tick(self, now: float) -> None:
         for conn in self._auth_deadlines.pop_due(now):
@@ -289,17 +288,15 @@ class Worker:
 
     def link_state_changed(self, state: LinkState) -> None:
         if state is not LinkState.READY:
-            self.redis_subscribed = False
+            self.router_status = None
 
     def router_message(self, message: ipc.Message) -> None:
         match message:
             case ipc.Deliver():
                 self.deliver(message)
-            case ipc.Status(subscribed, active, linked):
-                self.redis_subscribed = subscribed
-                self.gateway_connections = active
-                self.workers_linked = linked
-                self.debouncer.set_active_connections(active)
+            case ipc.Status():
+                self.router_status = message
+                self.debouncer.set_active_connections(message.active_connections)
             case ipc.Control(ipc.ControlAction.RESET):
                 self.reset()
             case ipc.Control(ipc.ControlAction.LOG_LEVEL, spec):
@@ -317,20 +314,14 @@ class Worker:
             self._queue(message, debounced)
             return
         with_ids: bytes | None = None
-        if kind is ipc.MessageKind.CUSTOM:
+        if debounced is None:  # CUSTOM: the router encoded the frame
             if message.frame is None:
                 return
-            frame = message.frame
-            counter = "messages_sent_custom"
-        elif kind is ipc.MessageKind.FILE:
-            frame = frames.NOTIFY_FILE
-            if message.file_ids:
-                with_ids = frames.text_frame(file_ids_text(message.file_ids))
-            counter = "messages_sent_file"
-        elif kind is ipc.MessageKind.ACTIVITY:
-            frame, counter = frames.NOTIFY_ACTIVITY, "messages_sent_activity"
+            frame, counter = message.frame, "messages_sent_custom"
         else:
-            frame, counter = frames.NOTIFY_NOTIFICATION, "messages_sent_notification"
+            frame, counter = _PLAIN[debounced]
+            if debounced is MessageKind.FILE and message.file_ids:
+                with_ids = frames.text_frame(file_ids_text(message.file_ids))
         sent = 0
         users = self.users
         limit = self.max_outgoing_bytes
@@ -402,10 +393,11 @@ class Worker:
     def unready_reason(self) -> str | None:
         if not self.link.is_ready:
             return "router link down"
-        if not self.redis_subscribed:
+        status = self.router_status
+        if status is None or not status.redis_subscribed:
             return "router not subscribed to redis"
-        if self.workers_linked < self.config.workers:
-            return f"{self.workers_linked} of {self.config.workers} workers linked to the router"
+        if status.workers_linked < self.config.workers:
+            return f"{status.workers_linked} of {self.config.workers} workers linked to the router"
         return None
 
 
