@@ -22,6 +22,8 @@ from websockets.server import ServerProtocol
 from gateway import frames
 from gateway.http import find_head_end, parse_head, response
 from gateway.wsframes import (
+    CLOSE_PROTOCOL_ERROR,
+    CLOSE_TOO_BIG,
     OP_BINARY,
     OP_CLOSE,
     OP_CONTINUATION,
@@ -45,6 +47,9 @@ MAX_FRAME_SIZE = 4096
 # Frames a client may send after its password and before the login answer
 # (the web library sends `listen notify_file_id` there).
 MAX_EARLY_FRAMES = 8
+# Bytes a client may leave unread before it is considered dead: many
+# thousands of our frames, far more than any live client lags behind.
+MAX_OUTGOING_BYTES = 256 * 1024
 
 
 class ConnState(enum.IntEnum):
@@ -185,7 +190,7 @@ class ClientConnection(asyncio.Protocol):
             parsed, used = parse_frames(buffered, MAX_FRAME_SIZE)
         except WebSocketProtocolError as exc:
             self._buffer = None
-            if self.state is ConnState.AUTH and exc.code == 1009:
+            if self.state is ConnState.AUTH and exc.code == CLOSE_TOO_BIG:
                 log.info("closing connection from %s: %s", self.peer, exc.reason)
             self.close(exc.code, exc.reason)
             return
@@ -206,10 +211,10 @@ class ClientConnection(asyncio.Protocol):
         fragment = self._fragment
         if opcode == OP_CONTINUATION:
             if fragment is None:
-                self.close(1002, "unexpected continuation frame")
+                self.close(CLOSE_PROTOCOL_ERROR, "unexpected continuation frame")
                 return
             if len(fragment) + len(payload) > MAX_FRAME_SIZE:
-                self.close(1009, "message too big")
+                self.close(CLOSE_TOO_BIG, "message too big")
                 return
             fragment += payload
             if not fin:
@@ -218,7 +223,7 @@ class ClientConnection(asyncio.Protocol):
             self._text(bytes(fragment))
             return
         if fragment is not None:
-            self.close(1002, "expected a continuation frame")
+            self.close(CLOSE_PROTOCOL_ERROR, "expected a continuation frame")
             return
         if opcode == OP_BINARY:
             # Binary before the login is an invalid login; afterwards it is ignored.
@@ -279,9 +284,8 @@ class ClientConnection(asyncio.Protocol):
         transport = self.transport
         if transport is None or not ConnState.AUTH <= self.state < ConnState.CLOSING:
             return  # no websocket (yet, or any more): nothing can be framed
-        if transport.get_write_buffer_size() > self.worker.max_outgoing_bytes:
+        if transport.get_write_buffer_size() > MAX_OUTGOING_BYTES:
             self.worker.slow_client(self)
-            self.abort()
             return
         transport.write(frame)
 

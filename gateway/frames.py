@@ -10,10 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-OP_TEXT = 0x1
-OP_CLOSE = 0x8
-OP_PING = 0x9
-OP_PONG = 0xA
+from gateway.wsframes import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT
 
 
 def frame(opcode: int, payload: bytes) -> bytes:

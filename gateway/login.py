@@ -38,7 +38,6 @@ class LoginStatistics:
     requests: int = 0
     request_errors: int = 0
     cache_hits: int = 0
-    shared_in_flight: int = 0
 
 
 class NextcloudLogin:
@@ -103,7 +102,6 @@ class NextcloudLogin:
             del self._cache[key]
         pending = self._in_flight.get(key)
         if pending is not None:
-            self.statistics.shared_in_flight += 1
             return await asyncio.shield(pending)
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = future

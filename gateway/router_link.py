@@ -66,7 +66,6 @@ class RouterLink:
         self._worker_id = worker_id
         self._handler = handler
         self._transport: asyncio.Transport | None = None
-        self._protocol: _LinkProtocol | None = None
         self._next_id = 0
         self._pending: dict[int, asyncio.Future[object]] = {}
         self.state = LinkState.CONNECTING
@@ -97,7 +96,6 @@ class RouterLink:
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
             self._transport = transport
-            self._protocol = protocol
             hello = ipc.Hello(self._worker_id, os.getpid(), self._handler.registered_users())
             transport.write(ipc.encode(hello))
             self._set_state(LinkState.READY)
@@ -105,7 +103,7 @@ class RouterLink:
             try:
                 await protocol.closed
             finally:
-                self._transport = self._protocol = None
+                self._transport = None
                 self._fail_pending()
                 if self.state is LinkState.READY:
                     self._set_state(LinkState.CONNECTING)

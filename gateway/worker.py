@@ -18,7 +18,7 @@ import socket
 import time
 
 from gateway import frames
-from gateway.connection import ClientConnection, ConnState
+from gateway.connection import MAX_OUTGOING_BYTES, ClientConnection, ConnState
 from gateway.debounce import Debouncer, MessageKind, PendingFile, random_factor
 from gateway.http import RequestHead, response
 from gateway.login import NextcloudLogin
@@ -54,9 +54,6 @@ _PLAIN: dict[MessageKind, tuple[bytes, str]] = {
     MessageKind.NOTIFICATION: (frames.NOTIFY_NOTIFICATION, "messages_sent_notification"),
 }
 MAX_UNAUTHENTICATED = 4096
-# Bytes a client may leave unread before it is considered dead: many
-# thousands of our frames, far more than any live client lags behind.
-MAX_OUTGOING_BYTES = 256 * 1024
 CLOSE_GOING_AWAY = 1001
 
 
@@ -64,7 +61,6 @@ class Worker:
     def __init__(self, config: Config, worker_id: int, ipc_path: str) -> None:
         self.config = config
         self.worker_id = worker_id
-        self.max_outgoing_bytes = MAX_OUTGOING_BYTES
         self.users: dict[str, list[ClientConnection]] = {}
         self.link = RouterLink(ipc_path, worker_id, self)
         self.login = NextcloudLogin(
@@ -122,7 +118,7 @@ class Worker:
         """Stop accepting, close clients with 1001 spread over the drain time, then stop."""
         if self._server is not None:
             self._server.close()
-        conns = [c for cs in self.users.values() for c in cs]
+        conns = self._open_connections()
         log.info("worker %d draining %d connections", self.worker_id, len(conns))
         random.shuffle(conns)
         steps = max(1, min(len(conns), int(self.config.drain_time * 10)))
@@ -232,8 +228,10 @@ class Worker:
         conn.ping_payload = None
 
     def slow_client(self, conn: ClientConnection) -> None:
+        """Drop a client that does not read what it is sent, rather than buffer for it."""
         self.counters["slow_clients_closed"] += 1
         log.info("closing %s: it does not read what it is sent", conn.user)
+        conn.abort()
 
     # --- login -------------------------------------------------------------
     def start_login(self, conn: ClientConnection, username: str, password: str) -> None:
@@ -324,7 +322,7 @@ class Worker:
                 with_ids = frames.text_frame(file_ids_text(message.file_ids))
         sent = 0
         users = self.users
-        limit = self.max_outgoing_bytes
+        limit = MAX_OUTGOING_BYTES
         # The fan-out loop: the hot path of the whole gateway, kept to a few
         # attribute reads and one write per connection.
         for user in message.users:
@@ -334,7 +332,6 @@ class Worker:
                     continue
                 if transport.get_write_buffer_size() > limit:
                     self.slow_client(conn)
-                    conn.abort()
                     continue
                 if with_ids is not None and conn.listen_file_id:
                     transport.write(with_ids)
@@ -356,8 +353,12 @@ class Worker:
             for conn in self.users.get(user, ()):
                 push(conn, conn.debounce_factor, kind, file, now)
 
+    def _open_connections(self) -> list[ClientConnection]:
+        """Every logged-in connection of this worker."""
+        return [c for conns in self.users.values() for c in conns]
+
     def reset(self) -> None:
-        conns = [c for cs in self.users.values() for c in cs]
+        conns = self._open_connections()
         log.info("reset: closing %d connections", len(conns))
         for conn in conns:
             conn.close(1000, "reset")
