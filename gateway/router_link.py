@@ -132,6 +132,10 @@ class RouterLink:
         future = self._pending.pop(request_id, None)
         if future is not None and not future.done():
             future.set_result(value)
+        elif isinstance(value, ipc.LoginResult) and value.user is not None:
+            # An answer after we stopped waiting: the router has counted a
+            # connection that will never be registered here, so give it back.
+            self.send(ipc.Release(value.user))
 
     def send(self, message: ipc.Message) -> bool:
         """Send if linked; False when the link is down (the next Hello resyncs state)."""

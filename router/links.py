@@ -39,8 +39,6 @@ class WorkerLink(asyncio.Protocol):
         self._outgoing = bytearray()
         self._flush_scheduled = False
         self.worker_id: int | None = None
-        self.pid: int | None = None
-        self.dropped_messages = 0
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -61,7 +59,6 @@ class WorkerLink(asyncio.Protocol):
                     self.close()
                     return
                 self.worker_id = message.worker_id
-                self.pid = message.pid
                 self._handler.link_ready(self, message)
             else:
                 self._handler.link_message(self, message)
@@ -84,7 +81,6 @@ class WorkerLink(asyncio.Protocol):
         if len(self._outgoing) + transport.get_write_buffer_size() > MAX_PENDING_BYTES:
             # The worker is stuck; its clients are better served by a reconnect
             # and re-registration than by an unbounded buffer here.
-            self.dropped_messages += 1
             log.error("worker %s is not reading its link; closing it", self.worker_id)
             self.close()
             return

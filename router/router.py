@@ -153,9 +153,10 @@ class Router:
             return
         del self.links[worker]
         self.worker_stats.pop(worker, None)
-        self._broadcast_status()
-        # Its connections are gone or will be re-registered by its next Hello.
+        # Its connections are gone or will be re-registered by its next Hello;
+        # dropped first, so the Status below no longer counts them.
         self.interest.drop_worker(worker)
+        self._broadcast_status()
         log.warning("worker %d link lost", worker)
 
     def link_message(self, link: WorkerLink, message: ipc.Message) -> None:
@@ -207,9 +208,7 @@ class Router:
         )
 
     def _broadcast_status(self) -> None:
-        frame = ipc.encode(self._status())
-        for link in self.links.values():
-            link.send_raw(frame)
+        self._broadcast(self._status())
 
     def _broadcast(self, message: ipc.Message) -> None:
         frame = ipc.encode(message)
@@ -260,7 +259,7 @@ class Router:
 
     def route(self, users: Iterable[str], template: ipc.Deliver) -> None:
         """Send ``template`` to the workers holding ``users``, each worker once with its users."""
-        if type(users) is tuple and len(users) == 1:
+        if isinstance(users, tuple | list) and len(users) == 1:
             self._route_one(users[0], template)
             return
         per_worker = self.interest.split(users)

@@ -1,9 +1,8 @@
 """One exception tree for the whole gateway.
 
 Everything the gateway raises on purpose derives from :class:`GatewayError`.
-"We closed it" (:class:`LocalClose`) is kept apart from "the peer broke it"
-(:class:`PeerError`) so callers can log the first at debug level and count the
-second.
+What a peer broke (:class:`PeerError`) is kept apart from what failed on our
+side, so callers can count the first without alarming anyone.
 """
 
 from __future__ import annotations
@@ -46,10 +45,6 @@ class EventError(PeerError):
 
 class HttpRequestError(PeerError):
     """An HTTP request head is malformed or exceeds its limits."""
-
-
-class LocalClose(GatewayError):
-    """We closed the connection ourselves (shutdown, limit, timeout)."""
 
 
 class LoginError(GatewayError):

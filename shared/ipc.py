@@ -192,15 +192,18 @@ def encode(message: Message) -> bytes:
 def encode_deliver_to(users: tuple[str, ...] | list[str], template: Deliver) -> bytes:
     """``template`` addressed to ``users``, encoded without building another Deliver:
     the router sends one template to many workers, each with its own users."""
-    t = template
-    body: bytes = _PACKER.pack([Tag.DELIVER, users, t.kind, t.file_ids, t.frame, t.published])
+    body: bytes = _PACKER.pack(_deliver_wire(users, template))
     return HEADER.pack(len(body)) + body
+
+
+def _deliver_wire(users: tuple[str, ...] | list[str], d: Deliver) -> list[Any]:
+    return [Tag.DELIVER, users, d.kind, d.file_ids, d.frame, d.published]
 
 
 def _to_wire(m: Message) -> list[Any]:
     match m:
         case Deliver():
-            return [Tag.DELIVER, m.users, m.kind, m.file_ids, m.frame, m.published]
+            return _deliver_wire(m.users, m)
         case Hello():
             return [Tag.HELLO, m.worker_id, m.pid, m.users]
         case Release():

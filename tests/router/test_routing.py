@@ -128,3 +128,16 @@ def test_storage_updates_are_routed_in_published_order(
 
     messages = loop.run_until_complete(scenario())
     assert [m.file_ids for m in messages if isinstance(m, ipc.Deliver)] == [(10,), (20,)]
+
+
+def test_status_after_a_lost_worker_no_longer_counts_its_connections(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    router, transports = make_router(loop)
+    router.interest.admit(1, "alice")
+    router.interest.admit(3, "bob")
+    router.interest.admit(3, "carol")
+    router.link_lost(router.links[3])
+    (status,) = delivered(loop, transports[1])
+    assert isinstance(status, ipc.Status)
+    assert (status.active_connections, status.workers_linked) == (1, 2)
