@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import chain
 
-from router.databases import Database, MountRow, open_database, parse_database_url, validate_prefix
+from router.databases import Database, MountRow, open_database, parse_database_url
 from shared.errors import UpstreamError
 
 log = logging.getLogger("router.storage_mapping")
@@ -129,7 +129,6 @@ class StorageMapping:
         and underscores).
         """
         target = parse_database_url(database_url)
-        validate_prefix(prefix)
         database = open_database(
             target,
             prefix,

@@ -240,6 +240,12 @@ def _child(name: str, function: Any, *args: Any) -> Any:
 
 
 def run_supervisor(config: Config) -> int:
+    if config.database_url is not None:
+        # Raises ConfigError (exit 2) before any child starts: a router that
+        # lacks its driver would otherwise be restarted forever.
+        from router.databases import parse_database_url, require_driver
+
+        require_driver(parse_database_url(config.database_url, warn=False))
     # No collections in the parent: children inherit its objects untouched.
     gc.disable()
     logs.setup_logging(config.log_level, "supervisor")

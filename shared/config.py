@@ -20,15 +20,16 @@ from dataclasses import dataclass, field
 from typing import NoReturn, TypeVar
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
+from shared.database_url import parse_database_url, validate_prefix
 from shared.errors import ConfigError
 from shared.phpconfig import PhpArray, PhpValue, read_nextcloud_config
+from shared.urls import mask_url
 
 COMPATIBLE_NOTIFY_PUSH_VERSION = "1.4.0"
 LOG_LEVELS = ("trace", "debug", "info", "warn", "error")
 MAX_WORKERS = 1024
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
-_SECRET_QUERY_KEYS = ("password", "pass", "sslpassword")
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,32 +121,6 @@ class Invocation:
     config: Config | None
     dump_config: bool
     show_version: bool
-
-
-def mask_url(url: str) -> str:
-    """Replace the password of ``url`` (and any ``pass``/``password`` query value) by ``***``."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hostport = netloc.rpartition("@")
-        user, sep, _password = userinfo.partition(":")
-        if sep:
-            netloc = f"{user}:***@{hostport}"
-        elif parts.scheme.startswith("redis"):
-            # redis://secret@host is how some clients spell a password alone.
-            netloc = f"***@{hostport}"
-    query = "&".join(
-        f"{k}=***" if unquote(k).lower() in _SECRET_QUERY_KEYS else f"{k}{eq}{v}"
-        for k, eq, v in (item.partition("=") for item in parts.query.split("&") if item)
-    )
-    head = f"{parts.scheme}://{netloc}" if "://" in url else f"{parts.scheme}:{netloc}"
-    # Built by hand: urlunsplit drops the "//" of unknown schemes such as redis+unix.
-    return (
-        head
-        + parts.path
-        + (f"?{query}" if query else "")
-        + (f"#{parts.fragment}" if parts.fragment else "")
-    )
 
 
 # --------------------------------------------------------------------------- URL forms
@@ -496,17 +471,24 @@ def _as_nextcloud_url(raw: _Raw) -> str:
 
 
 def _as_prefix(raw: _Raw) -> str:
-    # The prefix is pasted into SQL table names, so it must stay an identifier.
-    if not re.fullmatch(r"[A-Za-z0-9_]{0,64}", raw.value):
-        raw.fail(f"{raw.value!r} may contain only letters, digits and '_'")
-    return raw.value
+    try:
+        return validate_prefix(raw.value)
+    except ConfigError as exc:
+        raw.fail(exc.message)
 
 
 def _as_database_url(raw: _Raw) -> str:
     try:
-        return normalize_database_url(raw.value.strip())
+        url = normalize_database_url(raw.value.strip())
     except ValueError as exc:
         raw.fail(f"{mask_url(raw.value)!r}: {exc}")
+    try:
+        # Everything the router will need from the URL is checked now, so a bad
+        # option value stops the start with exit 2, not a router that cannot start.
+        parse_database_url(url, warn=False)
+    except ConfigError as exc:
+        raw.fail(exc.message)
+    return url
 
 
 def _as_redis_url(raw: _Raw) -> str:

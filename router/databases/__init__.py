@@ -28,6 +28,7 @@ __all__ = [
     "mounts_query",
     "open_database",
     "parse_database_url",
+    "require_driver",
     "validate_prefix",
 ]
 
@@ -46,7 +47,7 @@ def open_database(
     connection, connecting, querying); ``connect_timeout`` bounds one connect.
     """
     validate_prefix(prefix)
-    _require_driver(target)
+    require_driver(target)
     if target.dialect == "postgres":
         from router.databases.postgres import PostgresDatabase
 
@@ -67,7 +68,7 @@ def open_database(
 _DRIVERS = {"postgres": ("asyncpg", "postgres"), "mysql": ("asyncmy", "mysql")}
 
 
-def _require_driver(target: DatabaseTarget) -> None:
+def require_driver(target: DatabaseTarget) -> None:
     """Fail at start-up, naming the extra to install, rather than at the first event.
 
     ``find_spec`` locates the package without importing it.
