@@ -13,11 +13,10 @@ import logging
 import time
 from collections.abc import Callable
 
-import redis.asyncio as aioredis
-
 from router.resp_subscriber import Subscription, SubscriptionError
 from shared.config import Config
 from shared.events import CHANNELS
+from shared.redis_connection import describe_redis_url
 
 log = logging.getLogger("router.redis")
 
@@ -26,19 +25,6 @@ PING_INTERVAL = 15.0
 SILENCE_LIMIT = 2 * PING_INTERVAL + 5.0
 BACKOFF_START = 0.25
 BACKOFF_MAX = 10.0
-
-
-def _client(config: Config, url: str) -> aioredis.Redis:
-    # Imported here so the config module can grow its TLS/cluster options freely.
-    from shared.redis_connection import redis_from_config
-
-    return redis_from_config(config, url)
-
-
-def _describe(url: str) -> str:
-    from shared.redis_connection import describe_redis_url
-
-    return describe_redis_url(url)
 
 
 class RedisListener:
@@ -69,12 +55,14 @@ class RedisListener:
             except (SubscriptionError, OSError, TimeoutError) as exc:
                 # One warning per outage; the retries that follow log at debug.
                 level = logging.DEBUG if failing else logging.WARNING
-                log.log(level, "Redis subscription on %s failed: %s", _describe(url), exc)
+                log.log(level, "Redis subscription on %s failed: %s", describe_redis_url(url), exc)
                 failing = True
             except Exception:
                 # A bug or an unexpected reply must not end the subscription for good:
                 # log it in full and retry like any other failure.
-                log.exception("unexpected error in the Redis subscription on %s", _describe(url))
+                log.exception(
+                    "unexpected error in the Redis subscription on %s", describe_redis_url(url)
+                )
                 failing = True
             finally:
                 self._set_subscribed(False)
@@ -89,7 +77,7 @@ class RedisListener:
         subscription = await Subscription.open(self._config, url, CHANNELS, self._on_message)
         loop = asyncio.get_running_loop()
         try:
-            log.info("subscribed to %d channels on %s", len(CHANNELS), _describe(url))
+            log.info("subscribed to %d channels on %s", len(CHANNELS), describe_redis_url(url))
             self._set_subscribed(True)
             while True:
                 try:
@@ -109,7 +97,3 @@ class RedisListener:
         if value != self.subscribed:
             self.subscribed = value
             self._on_state(value)
-
-    async def publish_client(self) -> aioredis.Redis:
-        """A regular (non-pubsub) client for SET/GET on the first node."""
-        return _client(self._config, self._config.redis_urls[0])

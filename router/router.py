@@ -36,6 +36,7 @@ from shared.config import Config
 from shared.errors import EventError, LoginError, UpstreamError
 from shared.heartbeat import Heartbeat
 from shared.metrics import MESSAGE_TYPES, GatewayView, make_registry
+from shared.redis_connection import redis_from_config
 from shared.tasks import TaskSet
 from shared.tls import server_tls_context
 
@@ -45,6 +46,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("router")
 
 STATUS_INTERVAL = 1.0
+# Key commands (self-test cookie, metrics, version check) are tiny: a Redis that
+# does not answer within this is treated as down rather than waited on forever.
+KV_READ_TIMEOUT = 5.0
 TOO_MANY_CONNECTIONS = "Too many connections for this user"
 # Storage updates waiting for the mapping; beyond this they are dropped and
 # counted, so a slow database cannot make the router queue without bound.
@@ -123,7 +127,9 @@ class Router:
     async def kv(self) -> aioredis.Redis:
         """The router's regular (non-subscribed) Redis client, for keys."""
         if self._kv is None:
-            self._kv = await self.listener.publish_client()
+            self._kv = redis_from_config(
+                self.config, self.config.redis_urls[0], read_timeout=KV_READ_TIMEOUT
+            )
         return self._kv
 
     async def _periodic(self, heartbeat: Heartbeat | None) -> None:

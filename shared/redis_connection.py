@@ -65,12 +65,16 @@ def parse_redis_url(url: str) -> RedisTarget:
     )
 
 
-def redis_from_config(config: Config, url: str) -> aioredis.Redis:
+def redis_from_config(
+    config: Config, url: str, *, read_timeout: float | None = None
+) -> aioredis.Redis:
     """A client for ``url`` (one of ``config.redis_urls``) with the configured TLS options.
 
-    Suited to a subscription: no read timeout (a quiet channel is not a dead
-    one), a connect timeout of :data:`CONNECT_TIMEOUT`, TCP keepalive, raw
-    bytes. Raises ConfigError for a malformed URL.
+    A connect timeout of :data:`CONNECT_TIMEOUT`, TCP keepalive, raw bytes.
+    ``read_timeout`` bounds each command: give one for key commands, so a
+    half-open connection fails them instead of hanging; leave it None for a
+    subscription (a quiet channel is not a dead one). Raises ConfigError for a
+    malformed URL.
     """
     target = parse_redis_url(url)
     tls = target.tls
@@ -81,7 +85,7 @@ def redis_from_config(config: Config, url: str) -> aioredis.Redis:
         db=target.db,
         username=target.username,
         password=target.password,
-        socket_timeout=None,
+        socket_timeout=read_timeout,
         socket_connect_timeout=CONNECT_TIMEOUT,
         socket_keepalive=target.unix_socket_path is None,
         decode_responses=False,
