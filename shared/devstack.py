@@ -53,8 +53,11 @@ def redis_answers(port: int) -> bool:
         return False
 
 
-def start_redis_server(workdir: Path, port: int) -> subprocess.Popen[bytes]:
-    """A throw-away redis-server on 127.0.0.1:``port`` that keeps nothing on disk."""
+def start_redis_server(workdir: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
+    """A throw-away redis-server on 127.0.0.1:``port`` that keeps nothing on disk.
+
+    ``extra``: more redis-server options (tests add a Unix socket, a password).
+    """
     binary = shutil.which("redis-server")
     if binary is None:
         raise StackError(
@@ -63,10 +66,15 @@ def start_redis_server(workdir: Path, port: int) -> subprocess.Popen[bytes]:
         )
     process = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(workdir)],
+         "--appendonly", "no", "--dir", str(workdir), *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    wait_until(lambda: redis_answers(port), 10, "redis-server to start")
+    try:
+        wait_until(lambda: redis_answers(port), 10, "redis-server to start")
+    except StackError:
+        process.kill()
+        process.wait()
+        raise
     return process
 
 

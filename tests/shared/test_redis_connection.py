@@ -15,6 +15,7 @@ from urllib.parse import quote
 import pytest
 
 from shared.config import load_config
+from shared.devstack import free_port
 from shared.redis_connection import describe_redis_url, parse_redis_url, redis_from_config
 from tests.shared.conftest import (
     REDIS_CLI,
@@ -80,12 +81,6 @@ def test_wrong_password_is_refused(redis_server: RedisServer) -> None:
 
     with pytest.raises(Exception, match=r"(?i)password|auth"):
         asyncio.run(ping())
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def free_cluster_port() -> int:

@@ -7,7 +7,6 @@ Every wait is for a condition with a deadline scaled by ``TIMEOUT_SCALE``
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.devstack import free_port, redis_answers
+from shared.devstack import free_port, start_redis_server
 
 TIMEOUT_SCALE = float(os.environ.get("TEST_TIMEOUT_SCALE", "1"))
 POLL_INTERVAL = 0.02
@@ -67,25 +66,12 @@ class RedisServer:
 
 
 def start_redis(workdir: Path, *extra: str) -> RedisServer:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
     port = free_port()
     unixsocket = str(workdir / f"redis-{port}.sock")
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--unixsocket", unixsocket, "--unixsocketperm", "700", "--dir", str(workdir), *extra],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    server = RedisServer(port, process, unixsocket)
-
-    try:
-        wait_for(lambda: redis_answers(port), 10, "redis-server to answer PING")
-    except AssertionError:
-        process.kill()
-        process.wait()
-        raise
-    return server
+    process = start_redis_server(
+        workdir, port, "--unixsocket", unixsocket, "--unixsocketperm", "700", *extra
+    )
+    return RedisServer(port, process, unixsocket)
 
 
 @dataclass
