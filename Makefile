@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: install
-	$(BIN)/python -m shared.devstack
+	$(BIN)/python -m tests.support.devstack
 
 lint: install
 	$(BIN)/ruff check .

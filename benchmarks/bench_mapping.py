@@ -37,7 +37,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from router.storage_mapping import StorageMapping
-from shared.stub_nextcloud import schema
+from tests.support.stub_nextcloud import schema
 
 USERS = 1000
 STORAGE = 42

@@ -30,7 +30,7 @@ import redis
 
 from benchmarks.loadgen import Target
 from benchmarks.procstats import ServerProbe, process_tree
-from shared.devstack import free_port
+from tests.support.devstack import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 START_DEADLINE = 30.0
@@ -65,7 +65,7 @@ class Env:
 
 # The project's stub Nextcloud: logins, and the SQLite database with the demo mounts
 # (storage 1 at root "" for every user, storage 1000 + i for user i alone).
-STUB_MODULE = "shared.stub_nextcloud"
+STUB_MODULE = "tests.support.stub_nextcloud"
 
 
 def gateway_command() -> list[str]:

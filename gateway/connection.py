@@ -30,11 +30,10 @@ from gateway.wsframes import (
     OP_PING,
     OP_PONG,
     OP_TEXT,
-    WebSocketProtocolError,
     parse_close,
     parse_frames,
 )
-from shared.errors import HttpRequestError
+from shared.errors import HttpRequestError, WebSocketProtocolError
 
 if TYPE_CHECKING:
     from gateway.worker import Worker

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from shared import ipc
-from shared.errors import FrameError, LoginError, UpstreamError
+from shared.errors import FrameError, LoginRefused, RouterUnavailable
 
 log = logging.getLogger("gateway.link")
 
@@ -118,7 +118,7 @@ class RouterLink:
         pending, self._pending = self._pending, {}
         for future in pending.values():
             if not future.done():
-                future.set_exception(UpstreamError("router link lost"))
+                future.set_exception(RouterUnavailable("router link lost"))
                 future.exception()
 
     def _dispatch(self, message: ipc.Message) -> None:
@@ -146,7 +146,7 @@ class RouterLink:
 
     async def _request(self, make: Callable[[int], ipc.Message]) -> object:
         if self._transport is None:
-            raise UpstreamError("router link is down")
+            raise RouterUnavailable("router link is down")
         self._next_id += 1
         request_id = self._next_id
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
@@ -155,22 +155,22 @@ class RouterLink:
         try:
             return await asyncio.wait_for(future, REQUEST_TIMEOUT)
         except TimeoutError:
-            raise UpstreamError("router did not answer") from None
+            raise RouterUnavailable("router did not answer") from None
         finally:
             self._pending.pop(request_id, None)
 
     async def check_login(self, username: str, password: str, forwarded_for: str) -> str:
         """The user id for these credentials, verified and admitted by the router.
 
-        Raises LoginError (refused, over the per-user limit, or Nextcloud
-        failed) or UpstreamError (no router to ask).
+        Raises LoginRefused (refused, over the per-user limit, or Nextcloud
+        failed: the reason is the router's) or RouterUnavailable (no router to ask).
         """
         return await self._login(lambda rid: ipc.CheckLogin(rid, username, password, forwarded_for))
 
     async def consume_token(self, token: str) -> str:
         """The user of a pre-auth token, consumed and admitted by the router.
 
-        Raises LoginError or UpstreamError like :meth:`check_login`.
+        Raises LoginRefused or RouterUnavailable like :meth:`check_login`.
         """
         return await self._login(lambda rid: ipc.ConsumeToken(rid, token))
 
@@ -178,11 +178,11 @@ class RouterLink:
         result = await self._request(make)
         assert isinstance(result, ipc.LoginResult)
         if result.user is None:
-            raise LoginError(result.error)
+            raise LoginRefused(result.error)
         return result.user
 
     async def http_query(self, method: str, path: str, token: str) -> ipc.HttpAnswer:
-        """Have the router answer a self-test request. Raises UpstreamError."""
+        """Have the router answer a self-test request. Raises RouterUnavailable."""
         result = await self._request(lambda rid: ipc.HttpQuery(rid, method, path, token))
         assert isinstance(result, ipc.HttpAnswer)
         return result

@@ -21,14 +21,14 @@ from gateway import frames
 from gateway.connection import MAX_OUTGOING_BYTES, ClientConnection, ConnState
 from gateway.debounce import Debouncer, MessageKind, PendingFile, random_factor
 from gateway.http import RequestHead, response
-from gateway.login import NextcloudLogin
 from gateway.router_link import LinkState, RouterLink
 from gateway.timers import Deadlines, PingWheel
 from shared import ipc, logs
 from shared.config import Config
-from shared.errors import LoginError, UpstreamError
+from shared.errors import DependencyError, LoginRefused, NextcloudUnavailable
 from shared.heartbeat import Heartbeat
 from shared.metrics import LATENCY_BUCKETS, Histogram
+from shared.nextcloud import NextcloudClient
 from shared.tasks import TaskSet
 from shared.tls import server_tls_context
 
@@ -63,7 +63,7 @@ class Worker:
         self.worker_id = worker_id
         self.users: dict[str, list[ClientConnection]] = {}
         self.link = RouterLink(ipc_path, worker_id, self)
-        self.login = NextcloudLogin(
+        self.login = NextcloudClient(
             config.nextcloud_url,
             user_agent=config.user_agent,
             allow_self_signed=config.allow_self_signed,
@@ -248,7 +248,7 @@ class Worker:
                     user = await self.link.check_login(username, password, forwarded)
                 else:
                     user = await self.link.consume_token(password)
-            except UpstreamError:
+            except DependencyError:
                 if not username:
                     raise  # pre-auth tokens live in the router only
                 # No router: ask Nextcloud from here. The gateway-wide limit cannot be
@@ -256,11 +256,11 @@ class Worker:
                 # registers the connection.
                 admitted_by_router = False
                 user = await self.login.verify(username, password, forwarded)
-        except LoginError as exc:
+        except (LoginRefused, NextcloudUnavailable) as exc:
             self.counters["logins_failed"] += 1
             conn.fail_login(exc.reason)
             return
-        except UpstreamError as exc:
+        except DependencyError as exc:
             self.counters["logins_failed"] += 1
             conn.fail_login(f"push server unavailable ({exc})")
             return
@@ -386,7 +386,7 @@ class Worker:
     async def _self_test(self, conn: ClientConnection, method: str, path: str, token: str) -> None:
         try:
             answer = await self.link.http_query(method, path, token)
-        except UpstreamError as exc:
+        except DependencyError as exc:
             conn.respond_and_close(response(503, f"{exc}\n"))
             return
         conn.respond_and_close(response(answer.status, answer.body))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from shared.errors import PeerError
+from shared.errors import WebSocketProtocolError
 
 OP_CONTINUATION = 0x0
 OP_TEXT = 0x1
@@ -27,15 +27,6 @@ _KNOWN = frozenset((OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_P
 
 CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_TOO_BIG = 1009
-
-
-class WebSocketProtocolError(PeerError):
-    """The client broke RFC 6455; ``code`` is the close code to answer with."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
 
 
 class ClientFrame(NamedTuple):

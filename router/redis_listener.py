@@ -13,8 +13,9 @@ import logging
 import time
 from collections.abc import Callable
 
-from router.resp_subscriber import Subscription, SubscriptionError
+from router.resp_subscriber import Subscription
 from shared.config import Config
+from shared.errors import RedisUnavailable
 from shared.events import CHANNELS
 from shared.redis_connection import describe_redis_url
 
@@ -52,7 +53,7 @@ class RedisListener:
             started = time.monotonic()
             try:
                 await self._listen(url)
-            except (SubscriptionError, OSError, TimeoutError) as exc:
+            except (RedisUnavailable, OSError, TimeoutError) as exc:
                 # One warning per outage; the retries that follow log at debug.
                 level = logging.DEBUG if failing else logging.WARNING
                 log.log(level, "Redis subscription on %s failed: %s", describe_redis_url(url), exc)
@@ -85,7 +86,7 @@ class RedisListener:
                 except TimeoutError:
                     pass
                 else:
-                    raise SubscriptionError("connection closed by Redis")
+                    raise RedisUnavailable("connection closed by Redis")
                 subscription.drain_replies()
                 if loop.time() - subscription.last_heard > SILENCE_LIMIT:
                     raise TimeoutError("no answer to pings on the subscription")

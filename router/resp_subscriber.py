@@ -17,11 +17,8 @@ from typing import Any, cast
 import hiredis
 
 from shared.config import Config
+from shared.errors import RedisUnavailable
 from shared.redis_connection import CONNECT_TIMEOUT, RedisTarget, parse_redis_url
-
-
-class SubscriptionError(Exception):
-    """Redis refused a command or broke the protocol; the caller reconnects."""
 
 
 def encode_command(*parts: str | bytes) -> bytes:
@@ -69,7 +66,7 @@ class _Protocol(asyncio.Protocol):
                 else:
                     self.replies.put_nowait(item)
         except hiredis.ProtocolError as exc:
-            self.replies.put_nowait(SubscriptionError(f"protocol error: {exc}"))
+            self.replies.put_nowait(RedisUnavailable(f"protocol error: {exc}"))
             if self.transport is not None:
                 self.transport.abort()
 
@@ -93,7 +90,7 @@ class Subscription:
         channels: tuple[str, ...],
         on_message: Callable[[bytes, bytes], None],
     ) -> Subscription:
-        """Raises OSError, TimeoutError, SubscriptionError (or ConfigError for a bad URL)."""
+        """Raises OSError, TimeoutError, RedisUnavailable (or ConfigError for a bad URL)."""
         target = parse_redis_url(url)
         loop = asyncio.get_running_loop()
 
@@ -121,7 +118,7 @@ class Subscription:
                 for _ in channels:
                     reply = await subscription._reply()
                     if not (isinstance(reply, list) and reply and reply[0] == b"subscribe"):
-                        raise SubscriptionError(f"unexpected answer to SUBSCRIBE: {reply!r}")
+                        raise RedisUnavailable(f"unexpected answer to SUBSCRIBE: {reply!r}")
             except BaseException:
                 subscription.close()
                 raise
@@ -130,7 +127,7 @@ class Subscription:
     def _send(self, *parts: str) -> None:
         transport = self._protocol.transport
         if transport is None or transport.is_closing():
-            raise SubscriptionError("connection closed")
+            raise RedisUnavailable("connection closed")
         transport.write(encode_command(*parts))
 
     async def _reply(self) -> Any:
@@ -140,13 +137,13 @@ class Subscription:
         )
         if getter not in done:
             getter.cancel()
-            raise SubscriptionError("connection closed")
+            raise RedisUnavailable("connection closed")
         reply = getter.result()
-        if isinstance(reply, SubscriptionError):
+        if isinstance(reply, RedisUnavailable):
             raise reply
         if isinstance(reply, hiredis.ReplyError):
             # Redis' error text names the command, never the secret sent.
-            raise SubscriptionError(str(reply).split("\r")[0])
+            raise RedisUnavailable(str(reply).split("\r")[0])
         return reply
 
     async def _command(self, *parts: str) -> Any:
@@ -162,8 +159,8 @@ class Subscription:
         replies = self._protocol.replies
         while not replies.empty():
             reply = replies.get_nowait()
-            if isinstance(reply, SubscriptionError | hiredis.ReplyError):
-                raise SubscriptionError(str(reply))
+            if isinstance(reply, RedisUnavailable | hiredis.ReplyError):
+                raise RedisUnavailable(str(reply))
 
     @property
     def last_heard(self) -> float:

@@ -24,7 +24,6 @@ from aiohttp import web
 from prometheus_client import generate_latest
 
 from gateway.frames import text_frame
-from gateway.login import INVALID_CREDENTIALS, NextcloudLogin
 from router.interest import InterestTable
 from router.links import WorkerLink, make_link_factory
 from router.preauth import TokenStore
@@ -33,9 +32,10 @@ from router.self_test import SelfTest, check_app_version
 from shared import events as ev
 from shared import ipc, logs
 from shared.config import Config
-from shared.errors import EventError, LoginError, UpstreamError
+from shared.errors import DatabaseUnavailable, EventError, LoginRefused, NextcloudUnavailable
 from shared.heartbeat import Heartbeat
 from shared.metrics import MESSAGE_TYPES, GatewayView, make_registry
+from shared.nextcloud import INVALID_CREDENTIALS, NextcloudClient
 from shared.redis_connection import redis_from_config
 from shared.tasks import TaskSet
 from shared.tls import server_tls_context
@@ -66,7 +66,7 @@ class Router:
         self.mapping: StorageMapping | None = None
         # Logins are checked here, not in the workers: identical credentials in
         # flight share one request and the cache serves the whole gateway.
-        self.login = NextcloudLogin(
+        self.nextcloud = NextcloudClient(
             config.nextcloud_url,
             user_agent=config.user_agent,
             allow_self_signed=config.allow_self_signed,
@@ -96,7 +96,7 @@ class Router:
             self.mapping = _make_mapping(self.config)
             self._tasks.spawn(self._map_storage_updates_forever())
         self.self_test = SelfTest(
-            self.config,
+            self.nextcloud,
             self.kv,
             lambda: self.test_cookie,
             self.mapping.root_user_count if self.mapping is not None else None,
@@ -110,7 +110,7 @@ class Router:
         log.info("router listening for workers on %s", self.socket_path)
         self._tasks.spawn(self.listener.run())
         self._tasks.spawn(self._periodic(heartbeat))
-        self._tasks.spawn(check_app_version(self.config, self.kv))
+        self._tasks.spawn(check_app_version(self.nextcloud, self.kv))
         metrics_runner = await self._serve_metrics()
         await stop.wait()
         log.info("router stopping")
@@ -120,7 +120,7 @@ class Router:
             await self.mapping.close()
         if self._kv is not None:
             await self._kv.aclose()
-        await self.login.close()
+        await self.nextcloud.close()
         if metrics_runner is not None:
             await metrics_runner.cleanup()
 
@@ -185,8 +185,8 @@ class Router:
 
     async def _check_login(self, link: WorkerLink, check: ipc.CheckLogin) -> None:
         try:
-            user = await self.login.verify(check.username, check.password, check.forwarded_for)
-        except LoginError as exc:
+            user = await self.nextcloud.verify(check.username, check.password, check.forwarded_for)
+        except (LoginRefused, NextcloudUnavailable) as exc:
             link.send(ipc.LoginResult(check.request_id, None, exc.reason))
             return
         worker = link.worker_id
@@ -318,7 +318,7 @@ class Router:
         assert self.mapping is not None
         try:
             users = await self.mapping.users_for(event.storage, event.path)
-        except UpstreamError:
+        except DatabaseUnavailable:
             # Logged once per outage by the mapping; the event cannot be routed.
             self.dropped["mapping_failed"] += 1
             return
@@ -340,7 +340,7 @@ class Router:
     # --- metrics -----------------------------------------------------------
     def gateway_view(self) -> GatewayView:
         """The router's numbers plus every linked worker's last snapshot, summed."""
-        totals = self.login.snapshot()
+        totals = self.nextcloud.snapshot()
         for values in self.worker_stats.values():
             for key, value in values.items():
                 totals[key] = totals.get(key, 0.0) + value

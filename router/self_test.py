@@ -14,16 +14,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import aiohttp
 import redis.asyncio as aioredis
 
-from shared.config import COMPATIBLE_NOTIFY_PUSH_VERSION, Config
-from shared.errors import UpstreamError
+from shared.config import COMPATIBLE_NOTIFY_PUSH_VERSION
+from shared.errors import DatabaseUnavailable, NextcloudUnavailable
+from shared.nextcloud import NextcloudClient
 
 log = logging.getLogger("router.self_test")
-
-APP_PATH = "index.php/apps/notify_push"
-REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,14 +32,12 @@ class Answer:
 class SelfTest:
     def __init__(
         self,
-        config: Config,
+        nextcloud: NextcloudClient,
         redis_client: Callable[[], Awaitable[aioredis.Redis]],
         test_cookie: Callable[[], int],
         root_user_count: Callable[[int], Awaitable[int]] | None,
     ) -> None:
-        self._nextcloud = config.nextcloud_url.rstrip("/")
-        self._ssl = not config.allow_self_signed
-        self._user_agent = config.user_agent
+        self._nextcloud = nextcloud
         self._redis = redis_client
         self._cookie = test_cookie
         self._count = root_user_count
@@ -93,26 +88,19 @@ class SelfTest:
             return Answer(503, "No database configured")
         try:
             return Answer(200, str(await self._count(int(argument))))
-        except UpstreamError as exc:
+        except DatabaseUnavailable as exc:
             return Answer(502, f"Failed to query database: {exc}")
 
     async def _nextcloud_get(self, endpoint: str, token: str, headers: dict[str, str]) -> Answer:
-        url = f"{self._nextcloud}/{APP_PATH}/{endpoint}"
-        all_headers = {"token": token, **headers}
-        if self._user_agent:
-            all_headers["User-Agent"] = self._user_agent
         try:
-            async with (
-                aiohttp.ClientSession(timeout=REQUEST_TIMEOUT) as session,
-                session.get(url, headers=all_headers, ssl=self._ssl) as resp,
-            ):
-                body = await resp.text()
-                if resp.status != 200:
-                    return Answer(200, f"Error while communicating with nextcloud: {resp.status}")
-                return Answer(200, body.strip())
-        except (aiohttp.ClientError, TimeoutError, UnicodeDecodeError) as exc:
-            failure = exc.__class__.__name__
-            return Answer(200, f"Error while communicating with nextcloud: {failure}")
+            status, body = await self._nextcloud.get_app_endpoint(
+                endpoint, {"token": token, **headers}
+            )
+        except NextcloudUnavailable as exc:
+            return Answer(200, f"Error while communicating with nextcloud: {exc.reason}")
+        if status != 200:
+            return Answer(200, f"Error while communicating with nextcloud: {status}")
+        return Answer(200, body.strip())
 
     async def _set_version(self) -> Answer:
         try:
@@ -125,19 +113,14 @@ class SelfTest:
 
 
 async def check_app_version(
-    config: Config, redis_client: Callable[[], Awaitable[aioredis.Redis]]
+    nextcloud: NextcloudClient, redis_client: Callable[[], Awaitable[aioredis.Redis]]
 ) -> None:
     """Warn when the Nextcloud app's major.minor version differs from ours.
 
     Asking the app for ``test/version`` makes it SET ``notify_push_app_version``.
     """
-    url = f"{config.nextcloud_url.rstrip('/')}/{APP_PATH}/test/version"
     try:
-        async with (
-            aiohttp.ClientSession(timeout=REQUEST_TIMEOUT) as session,
-            session.get(url, ssl=not config.allow_self_signed) as resp,
-        ):
-            await resp.read()
+        await nextcloud.get_app_endpoint("test/version", {})
         client = await redis_client()
         raw = await client.get("notify_push_app_version")
     except Exception as exc:  # start-up check only: never fatal

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from itertools import chain
 
 from router.databases import Database, MountRow, open_database, parse_database_url
-from shared.errors import UpstreamError
+from shared.errors import DatabaseUnavailable
 
 log = logging.getLogger("router.storage_mapping")
 
@@ -141,7 +141,7 @@ class StorageMapping:
     async def users_for(self, storage: int, path: str) -> list[str]:
         """Distinct user ids whose mount root on ``storage`` is a prefix of ``path``.
 
-        Raises :class:`shared.errors.UpstreamError` when the storage is not
+        Raises :class:`shared.errors.DatabaseUnavailable` when the storage is not
         cached and the database fails, times out or is in its back-off period.
         """
         entry = self._cache.get(storage)
@@ -177,9 +177,9 @@ class StorageMapping:
         task = self._inflight.get(storage)
         if task is None:
             if self._closed:
-                raise UpstreamError("storage mapping is closed")
+                raise DatabaseUnavailable("storage mapping is closed")
             if self._clock() < self._retry_at:
-                raise UpstreamError(f"{self._description} is unavailable, retrying later")
+                raise DatabaseUnavailable(f"{self._description} is unavailable, retrying later")
             task = self._spawn(storage)
         # shield: a caller that gives up (is cancelled) must not cancel the
         # query the other callers of this storage are waiting for.
@@ -211,7 +211,7 @@ class StorageMapping:
             log.debug("querying storage mapping for storage %d", storage)
         try:
             rows = await self._database.fetch_mounts(storage)
-        except UpstreamError as exc:
+        except DatabaseUnavailable as exc:
             self._query_errors += 1
             self._mark_down(exc)
             raise
@@ -231,7 +231,7 @@ class StorageMapping:
         for storage in stale:
             del self._cache[storage]
 
-    def _mark_down(self, exc: UpstreamError) -> None:
+    def _mark_down(self, exc: DatabaseUnavailable) -> None:
         if self._up:
             # Once per outage; the error count carries the rest.
             log.warning("storage mapping: %s failed: %s", self._description, exc)

@@ -31,7 +31,7 @@ class Database(Protocol):
     async def fetch_mounts(self, storage: int) -> list[MountRow]:
         """All (user_id, root path) pairs mounted on ``storage``.
 
-        Raises :class:`shared.errors.UpstreamError` (cause chained) when the
+        Raises :class:`shared.errors.DatabaseUnavailable` (cause chained) when the
         database cannot be reached, the query fails or the deadline passes.
         """
         ...
@@ -54,6 +54,6 @@ def mounts_query(dialect: Dialect, prefix: str) -> str:
 
 
 def describe_error(exc: BaseException) -> str:
-    """A one-line description of a driver error for logs and UpstreamError messages."""
+    """A one-line description of a driver error for logs and DatabaseUnavailable messages."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

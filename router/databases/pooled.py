@@ -2,7 +2,7 @@
 
 A subclass says how to open its driver's pool, run the mounts query on it and
 close it; the pool's lifecycle, the deadline and the mapping of every driver
-error to :class:`UpstreamError` are kept here once.
+error to :class:`DatabaseUnavailable` are kept here once.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from router.databases.base import DatabaseTarget, Dialect, MountRow, describe_error, mounts_query
-from shared.errors import UpstreamError
+from shared.errors import DatabaseUnavailable
 
 
 class PooledDatabase:
@@ -55,7 +55,7 @@ class PooledDatabase:
     async def _get_pool(self) -> Any:
         async with self._pool_lock:
             if self._closed:
-                raise UpstreamError("database connection closed")
+                raise DatabaseUnavailable("database connection closed")
             if self._pool is None:
                 self._pool = await self._open_pool()
             return self._pool
@@ -64,12 +64,12 @@ class PooledDatabase:
         try:
             async with asyncio.timeout(self._timeout):
                 rows = await self._fetch_rows(await self._get_pool(), storage)
-        except UpstreamError:
+        except DatabaseUnavailable:
             raise
         except Exception as exc:
             # Drivers raise many unrelated types (OSError, TimeoutError, their
             # own errors, ...): all mean "the database failed" to the caller.
-            raise UpstreamError(f"{self.name} query failed: {describe_error(exc)}") from exc
+            raise DatabaseUnavailable(f"{self.name} query failed: {describe_error(exc)}") from exc
         # A NULL root path cannot be a prefix of anything; skip such rows.
         return [(str(r[0]), str(r[1])) for r in rows if r[1] is not None]
 

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
 from router.databases.base import DatabaseTarget, MountRow, describe_error, mounts_query
-from shared.errors import UpstreamError
+from shared.errors import DatabaseUnavailable
 
 
 class SQLiteDatabase:
@@ -58,7 +58,7 @@ class SQLiteDatabase:
 
     async def fetch_mounts(self, storage: int) -> list[MountRow]:
         if self._closed:
-            raise UpstreamError("database connection closed")
+            raise DatabaseUnavailable("database connection closed")
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-mapping")
         loop = asyncio.get_running_loop()
@@ -66,7 +66,7 @@ class SQLiteDatabase:
             async with asyncio.timeout(self._timeout):
                 return await loop.run_in_executor(self._executor, self._fetch_blocking, storage)
         except Exception as exc:
-            raise UpstreamError(f"SQLite query failed: {describe_error(exc)}") from exc
+            raise DatabaseUnavailable(f"SQLite query failed: {describe_error(exc)}") from exc
 
     async def close(self) -> None:
         self._closed = True

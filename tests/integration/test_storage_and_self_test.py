@@ -15,7 +15,7 @@ from tests.support.processes import Gateway, Stub, http_get, timeout
 
 pytestmark = pytest.mark.integration
 
-SHARED_STORAGE = 1  # every stub user is mounted at its root (shared.stub_nextcloud)
+SHARED_STORAGE = 1  # every stub user is mounted at its root (tests.support.stub_nextcloud)
 PRIVATE_STORAGE_BASE = 1000
 
 
@@ -41,7 +41,7 @@ def test_storage_update_on_private_storage_reaches_only_its_owner(
     gateway: Gateway, clients: contextlib.ExitStack, publisher: redis.Redis
 ) -> None:
     # The stub mounts storage 1000+i for the i-th user it knows; alice is user index 60
-    # after the 60 generated users (see shared.stub_nextcloud).
+    # after the 60 generated users (see tests.support.stub_nextcloud).
     alice = Client(clients, gateway.ws_url)
     assert alice.login("alice", USERS["alice"]) == "authenticated"
     bob = Client(clients, gateway.ws_url)

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import pytest
 
 from router.databases import Dialect
-from shared.stub_nextcloud import schema
+from tests.support.stub_nextcloud import schema
 
 T = TypeVar("T")
 

@@ -16,9 +16,7 @@ from router.databases import (
     parse_database_url,
     validate_prefix,
 )
-from shared.errors import ConfigError, UpstreamError
-from shared.stub_nextcloud import schema
-from shared.stub_nextcloud.schema import Mount
+from shared.errors import ConfigError, DatabaseUnavailable
 from tests.router.conftest import (
     TIMEOUT_SCALE,
     SeededDatabase,
@@ -28,6 +26,8 @@ from tests.router.conftest import (
     random_prefix,
     run,
 )
+from tests.support.stub_nextcloud import schema
+from tests.support.stub_nextcloud.schema import Mount
 
 # -- URL parsing ---------------------------------------------------------------------------
 
@@ -249,7 +249,7 @@ def test_fetch_mounts_rows(nextcloud_db: SeededDatabase) -> None:
             assert await db.fetch_mounts(5) == []
         finally:
             await db.close()
-        with pytest.raises(UpstreamError):
+        with pytest.raises(DatabaseUnavailable):
             await db.fetch_mounts(3)
 
     run(scenario())
@@ -271,7 +271,7 @@ def test_pool_is_bounded(dialect: str) -> None:
             results = await asyncio.gather(
                 *(db.fetch_mounts(i) for i in range(20)), return_exceptions=True
             )
-            assert all(isinstance(r, UpstreamError) for r in results)
+            assert all(isinstance(r, DatabaseUnavailable) for r in results)
             pool = db._pool  # type: ignore[attr-defined]
             size = pool.get_size() if dialect == "postgres" else pool.size
             assert 1 <= size <= 2
@@ -303,7 +303,7 @@ def test_unix_socket_urls(dialect: str, socket_path: str) -> None:
         try:
             # Reaching the server is what matters: the tables do not exist, and the
             # error must say so (not "connection refused").
-            with pytest.raises(UpstreamError, match=r"(?i)exist"):
+            with pytest.raises(DatabaseUnavailable, match=r"(?i)exist"):
                 await db.fetch_mounts(1)
         finally:
             await db.close()

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from router.resp_subscriber import Subscription, SubscriptionError, encode_command
+from router.resp_subscriber import Subscription, encode_command
 from shared.config import Config
+from shared.errors import RedisUnavailable
 from tests.support.processes import RedisServer, start_redis, timeout
 
 pytestmark = pytest.mark.integration
@@ -67,7 +68,7 @@ def test_wrong_password_is_refused_without_echoing_it(secured: RedisServer) -> N
         await Subscription.open(config(), f"redis://:wrong-secret@127.0.0.1:{secured.port}/0",
                                 ("c",), lambda c, p: None)  # fmt: skip
 
-    with pytest.raises(SubscriptionError) as info:
+    with pytest.raises(RedisUnavailable) as info:
         asyncio.run(attempt())
     assert "wrong-secret" not in str(info.value)
 
@@ -77,5 +78,5 @@ def test_no_password_where_one_is_required(secured: RedisServer) -> None:
         await Subscription.open(config(), f"redis://127.0.0.1:{secured.port}/0", ("c",),
                                 lambda c, p: None)  # fmt: skip
 
-    with pytest.raises(SubscriptionError):
+    with pytest.raises(RedisUnavailable):
         asyncio.run(attempt())

@@ -22,9 +22,9 @@ from router.storage_mapping import (
     MappingStatistics,
     StorageMapping,
 )
-from shared.errors import ConfigError, UpstreamError
-from shared.stub_nextcloud.schema import Mount
+from shared.errors import ConfigError, DatabaseUnavailable
 from tests.router.conftest import TIMEOUT_SCALE, SeededDatabase, run
+from tests.support.stub_nextcloud.schema import Mount
 
 # -- semantics, on SQLite, PostgreSQL and MariaDB ---------------------------------------
 
@@ -184,7 +184,7 @@ def test_missing_tables_raise_upstream_error(nextcloud_db: SeededDatabase) -> No
     async def scenario() -> None:
         mapping = StorageMapping.from_url(nextcloud_db.url, "nosuchprefix_")
         try:
-            with pytest.raises(UpstreamError):
+            with pytest.raises(DatabaseUnavailable):
                 await mapping.users_for(STORAGE, "files/a")
             stats = mapping.statistics()
             assert (stats.query_count, stats.query_errors, stats.database_up) == (0, 1, False)
@@ -197,7 +197,7 @@ def test_missing_tables_raise_upstream_error(nextcloud_db: SeededDatabase) -> No
 def test_default_prefix_on_sqlite(tmp_path: Path) -> None:
     import sqlite3
 
-    from shared.stub_nextcloud import schema
+    from tests.support.stub_nextcloud import schema
 
     path = tmp_path / "owncloud.db"
     with sqlite3.connect(path) as conn:
@@ -234,10 +234,10 @@ def test_database_down_gives_upstream_error(scheme: str, caplog: pytest.LogCaptu
         mapping = StorageMapping.from_url(url, "oc_", timeout=2.0, connect_timeout=1.0)
         try:
             async with asyncio.timeout(10 * TIMEOUT_SCALE):
-                with pytest.raises(UpstreamError):
+                with pytest.raises(DatabaseUnavailable):
                     await mapping.users_for(1, "files/a")
                 # Within the back-off period: refused at once, no second query.
-                with pytest.raises(UpstreamError):
+                with pytest.raises(DatabaseUnavailable):
                     await mapping.users_for(2, "files/a")
             stats = mapping.statistics()
             assert (stats.query_count, stats.query_errors, stats.database_up) == (0, 1, False)
@@ -257,7 +257,7 @@ def test_sqlite_file_missing_gives_upstream_error_and_creates_nothing(tmp_path: 
 
     async def scenario() -> None:
         try:
-            with pytest.raises(UpstreamError):
+            with pytest.raises(DatabaseUnavailable):
                 await mapping.users_for(1, "")
         finally:
             await mapping.close()
@@ -317,7 +317,7 @@ class FakeDatabase:
     def __init__(self, rows: Sequence[MountRow]) -> None:
         self.rows = list(rows)
         self.calls = 0
-        self.fail: UpstreamError | None = None
+        self.fail: DatabaseUnavailable | None = None
         self.gate = asyncio.Event()
         self.gate.set()
         self.started = asyncio.Event()
@@ -441,15 +441,15 @@ def test_outage_logged_once_then_recovery(caplog: pytest.LogCaptureFixture) -> N
         db = FakeDatabase([("u", "")])
         mapping = StorageMapping(db, description="postgres://nc:***@db/nc", clock=clock)
         await mapping.users_for(1, "")  # cached before the outage
-        db.fail = UpstreamError("connection refused")
+        db.fail = DatabaseUnavailable("connection refused")
         for attempt in range(3):
             if attempt:
                 clock.now += RETRY_MIN * 2 ** (attempt - 1)  # just past the back-off
-            with pytest.raises(UpstreamError):
+            with pytest.raises(DatabaseUnavailable):
                 await mapping.users_for(100 + attempt, "")
         calls_during_outage = db.calls
         # Inside the back-off: refused without touching the database.
-        with pytest.raises(UpstreamError):
+        with pytest.raises(DatabaseUnavailable):
             await mapping.users_for(200, "")
         assert db.calls == calls_during_outage
         # A cached storage keeps answering during the outage.
@@ -479,7 +479,7 @@ def test_close_cancels_query_in_flight() -> None:
         await mapping.close()
         with pytest.raises(asyncio.CancelledError):
             await caller
-        with pytest.raises(UpstreamError):
+        with pytest.raises(DatabaseUnavailable):
             await mapping.users_for(1, "")
 
     run(scenario())

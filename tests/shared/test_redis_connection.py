@@ -15,7 +15,6 @@ from urllib.parse import quote
 import pytest
 
 from shared.config import load_config
-from shared.devstack import free_port
 from shared.redis_connection import describe_redis_url, parse_redis_url, redis_from_config
 from tests.shared.conftest import (
     REDIS_CLI,
@@ -25,6 +24,7 @@ from tests.shared.conftest import (
     run_cli,
     wait_for_ping,
 )
+from tests.support.devstack import free_port
 
 BASE_ENV = {
     "DATABASE_URL": "sqlite:///tmp/nc.db",

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.devstack import free_port, start_redis_server
+from tests.support.devstack import free_port, start_redis_server
 
 TIMEOUT_SCALE = float(os.environ.get("TEST_TIMEOUT_SCALE", "1"))
 POLL_INTERVAL = 0.02
@@ -109,7 +109,7 @@ class Stub:
 
 
 def start_stub(sqlite: Path, redis_url: str, users: dict[str, str], generated: int = 0) -> Stub:
-    args = [sys.executable, "-m", "shared.stub_nextcloud", "--sqlite", str(sqlite),
+    args = [sys.executable, "-m", "tests.support.stub_nextcloud", "--sqlite", str(sqlite),
             "--redis-url", redis_url, "--generated-users", str(generated)]  # fmt: skip
     for name, password in users.items():
         args += ["--user", f"{name}:{password}"]

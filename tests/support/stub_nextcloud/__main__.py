@@ -1,4 +1,4 @@
-"""``python -m shared.stub_nextcloud``: run the stub Nextcloud until interrupted.
+"""``python -m tests.support.stub_nextcloud``: run the stub Nextcloud until interrupted.
 
 Prints ``ready http://HOST:PORT`` on stdout once listening.
 """
@@ -10,11 +10,11 @@ import asyncio
 import signal
 import sys
 
-from shared.stub_nextcloud.server import StubNextcloud, create_demo_database, generated_users
+from tests.support.stub_nextcloud.server import StubNextcloud, create_demo_database, generated_users
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m shared.stub_nextcloud")
+    parser = argparse.ArgumentParser(prog="python -m tests.support.stub_nextcloud")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--redis-url")

@@ -1,4 +1,8 @@
-"""Checking credentials with Nextcloud (PROTOCOL.md section 2).
+"""The Nextcloud HTTP client: the login check and the notify_push app's endpoints.
+
+Both processes use it: the router checks logins for the whole gateway and
+answers the self-test endpoints; a worker checks a login itself only while
+its router link is down (docs/PROTOCOL.md section 2).
 
 ``GET {nextcloud}/index.php/apps/notify_push/uid`` with HTTP Basic auth and
 ``X-Forwarded-For``: 200 gives the user id, 401 means invalid. Identical
@@ -22,15 +26,16 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from shared.errors import LoginError
+from shared.errors import LoginRefused, NextcloudUnavailable
 from shared.metrics import LOGIN_BUCKETS, Histogram
 
-log = logging.getLogger("gateway.login")
+log = logging.getLogger("shared.nextcloud")
 
 REQUEST_TIMEOUT = 10.0
 CACHE_TTL = 60.0
 CACHE_SIZE = 50_000
 INVALID_CREDENTIALS = "Invalid credentials"
+APP_PATH = "index.php/apps/notify_push"
 
 
 @dataclass(slots=True)
@@ -40,7 +45,9 @@ class LoginStatistics:
     cache_hits: int = 0
 
 
-class NextcloudLogin:
+class NextcloudClient:
+    """Talks to one Nextcloud for the whole process: logins and the app endpoints."""
+
     def __init__(
         self,
         nextcloud_url: str,
@@ -50,7 +57,8 @@ class NextcloudLogin:
         max_concurrent: int = 32,
         cache_ttl: float = CACHE_TTL,
     ) -> None:
-        self._uid_url = nextcloud_url.rstrip("/") + "/index.php/apps/notify_push/uid"
+        self._app_url = f"{nextcloud_url.rstrip('/')}/{APP_PATH}"
+        self._uid_url = f"{self._app_url}/uid"
         self._user_agent = user_agent
         self._allow_self_signed = allow_self_signed
         self._limit = asyncio.Semaphore(max_concurrent)
@@ -91,7 +99,11 @@ class NextcloudLogin:
             await self._session.close()
 
     async def verify(self, username: str, password: str, forwarded_for: str) -> str:
-        """The Nextcloud user id for these credentials. Raises :class:`LoginError`."""
+        """The Nextcloud user id for these credentials.
+
+        Raises :class:`LoginRefused` (wrong credentials, a bad answer) or
+        :class:`NextcloudUnavailable` (no answer, an HTTP error status).
+        """
         key = hmac.new(self._key, f"{username}\0{password}".encode(), hashlib.sha256).digest()
         now = time.monotonic()
         cached = self._cache.get(key)
@@ -107,7 +119,11 @@ class NextcloudLogin:
         self._in_flight[key] = future
         try:
             uid = await self._request(username, password, forwarded_for)
-        except LoginError as exc:
+        except asyncio.CancelledError:
+            future.cancel()  # sharers are cancelled too rather than left waiting
+            raise
+        except Exception as exc:
+            # Whatever failed, every login sharing this check gets the same answer.
             future.set_exception(exc)
             future.exception()  # mark retrieved: sharers may not exist
             raise
@@ -138,17 +154,30 @@ class NextcloudLogin:
             except (TimeoutError, aiohttp.ClientError, UnicodeDecodeError) as exc:
                 self.statistics.request_errors += 1
                 log.warning("login check with Nextcloud failed: %s", exc.__class__.__name__)
-                raise LoginError("Error while communicating with nextcloud") from exc
+                raise NextcloudUnavailable("Error while communicating with nextcloud") from exc
             finally:
                 self.login_seconds.observe(time.monotonic() - started)
         if status == 200:
             uid = body.strip()
             if not uid:
-                raise LoginError("Invalid response from nextcloud")
+                raise LoginRefused("Invalid response from nextcloud")
             return uid
         if status == 401:
-            raise LoginError(INVALID_CREDENTIALS)
+            raise LoginRefused(INVALID_CREDENTIALS)
         self.statistics.request_errors += 1
         log.warning("login check with Nextcloud answered HTTP %d", status)
         kind = "Server error" if status >= 500 else "Client error" if status >= 400 else "Error"
-        raise LoginError(f"{kind}: {status}")
+        raise NextcloudUnavailable(f"{kind}: {status}")
+
+    async def get_app_endpoint(self, endpoint: str, headers: dict[str, str]) -> tuple[int, str]:
+        """``GET`` one of the notify_push app's endpoints (``test/cookie``...).
+
+        Returns the status and the body. Raises :class:`NextcloudUnavailable`
+        when Nextcloud cannot be reached or its answer cannot be read.
+        """
+        try:
+            session = self._session_or_new()
+            async with session.get(f"{self._app_url}/{endpoint}", headers=headers) as resp:
+                return resp.status, await resp.text()
+        except (TimeoutError, aiohttp.ClientError, UnicodeDecodeError) as exc:
+            raise NextcloudUnavailable(exc.__class__.__name__) from exc

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from shared.stub_nextcloud.schema import Mount, create_sqlite, seed_sqlite
+from tests.support.stub_nextcloud.schema import Mount, create_sqlite, seed_sqlite
 
 APP = "/index.php/apps/notify_push"
 # The storage every demo user has mounted at its root, so one storage update

@@ -103,7 +103,7 @@ def main() -> int:
         database.unlink(missing_ok=True)
         stub_port = free_port()
         stub = subprocess.Popen(
-            [sys.executable, "-m", "shared.stub_nextcloud", "--port", str(stub_port),
+            [sys.executable, "-m", "tests.support.stub_nextcloud", "--port", str(stub_port),
              "--sqlite", str(database), "--redis-url", redis_url,
              *[f"--user={u}:{p}" for u, p in DEMO_USERS.items()]],
             stdout=subprocess.DEVNULL, cwd=REPO,

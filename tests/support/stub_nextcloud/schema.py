@@ -172,8 +172,8 @@ def insert_statements(dialect: Dialect, prefix: str = "oc_") -> tuple[str, str]:
         return ", ".join(["%s" if dialect == "mysql" else "?"] * n)
 
     return (
-        f"INSERT INTO {prefix}filecache ({_FILECACHE_COLUMNS}) VALUES ({marks(16)})",  # noqa: S608
-        f"INSERT INTO {prefix}mounts ({_MOUNTS_COLUMNS}) VALUES ({marks(7)})",  # noqa: S608
+        f"INSERT INTO {prefix}filecache ({_FILECACHE_COLUMNS}) VALUES ({marks(16)})",
+        f"INSERT INTO {prefix}mounts ({_MOUNTS_COLUMNS}) VALUES ({marks(7)})",
     )
 
 
@@ -242,7 +242,7 @@ def seed_sqlite(conn: sqlite3.Connection, mounts: Iterable[Mount], prefix: str =
     """Insert :func:`demo_rows` for ``mounts`` after the highest existing file id, and commit."""
     fc_sql, mounts_sql = insert_statements("sqlite", prefix)
     with conn:
-        top_sql = f"SELECT COALESCE(MAX(fileid), 0) FROM {prefix}filecache"  # noqa: S608
+        top_sql = f"SELECT COALESCE(MAX(fileid), 0) FROM {prefix}filecache"
         (top,) = conn.execute(top_sql).fetchone()
         filecache, rows = demo_rows(mounts, int(top) + 1)
         conn.executemany(fc_sql, filecache)
@@ -254,13 +254,13 @@ async def seed_postgres(conn: Any, mounts: Iterable[Mount], prefix: str = "oc_")
     _check("postgres", prefix)
     fc_sql, mounts_sql = insert_statements("postgres", prefix)
     async with conn.transaction():
-        top = await conn.fetchval(f"SELECT COALESCE(MAX(fileid), 0) FROM {prefix}filecache")  # noqa: S608
+        top = await conn.fetchval(f"SELECT COALESCE(MAX(fileid), 0) FROM {prefix}filecache")
         filecache, rows = demo_rows(mounts, int(top) + 1)
         await conn.executemany(fc_sql, filecache)
         await conn.executemany(mounts_sql, rows)
         # Explicit ids do not move the sequence; Nextcloud's own inserts must not collide.
         sync_sql = (
-            f"SELECT setval(pg_get_serial_sequence('{prefix}filecache', 'fileid'), "  # noqa: S608
+            f"SELECT setval(pg_get_serial_sequence('{prefix}filecache', 'fileid'), "
             f"(SELECT MAX(fileid) FROM {prefix}filecache))"
         )
         await conn.execute(sync_sql)
@@ -271,7 +271,7 @@ async def seed_mysql(conn: Any, mounts: Iterable[Mount], prefix: str = "oc_") ->
     _check("mysql", prefix)
     fc_sql, mounts_sql = insert_statements("mysql", prefix)
     async with conn.cursor() as cursor:
-        await cursor.execute(f"SELECT COALESCE(MAX(fileid), 0) FROM {prefix}filecache")  # noqa: S608
+        await cursor.execute(f"SELECT COALESCE(MAX(fileid), 0) FROM {prefix}filecache")
         (top,) = await cursor.fetchone()
         filecache, rows = demo_rows(mounts, int(top) + 1)
         await cursor.executemany(fc_sql, filecache)
