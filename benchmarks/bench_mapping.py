@@ -37,6 +37,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from router.storage_mapping import StorageMapping
+from shared.config import parse_database_url
 from tests.support.stub_nextcloud import schema
 
 USERS = 1000
@@ -63,7 +64,7 @@ def build_database(path: Path, scenario: str) -> str:
 
 async def measure(url: str, event_path: str, events: int, batches: int) -> list[float]:
     """Per-event CPU microseconds for each batch."""
-    mapping = StorageMapping.from_url(url, "oc_")
+    mapping = StorageMapping.from_target(parse_database_url(url), "oc_")
     try:
         expected = await mapping.users_for(STORAGE, event_path)  # warm the cache
         per_event: list[float] = []
@@ -104,12 +105,13 @@ async def measure_router(url: str, event_path: str, events: int, batches: int) -
 
     from router.links import WorkerLink
     from router.router import Router
-    from shared.config import Config
+    from shared.config import Config, parse_redis_url
 
-    config = Config(nextcloud_url="http://127.0.0.1:9", redis_urls=("redis://127.0.0.1:9",),
-                    database_url=url, workers=3)  # fmt: skip
+    target = parse_database_url(url)
+    config = Config(nextcloud_url="http://127.0.0.1:9", redis=(parse_redis_url("redis://127.0.0.1:9"),),
+                    database=target, workers=3)  # fmt: skip
     router = Router(config, "/nonexistent/router.sock")
-    router.mapping = StorageMapping.from_url(url, "oc_")
+    router.mapping = StorageMapping.from_target(target, "oc_")
     loop = asyncio.get_running_loop()
     transports = {}
     for worker in (1, 2, 3):

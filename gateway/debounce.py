@@ -1,7 +1,7 @@
 """Per-connection debounce of file, activity and notification messages.
 
 A pure, I/O-free scheduler with an injected clock, shared by every connection
-of one worker (PROTOCOL.md section 4, checked against notify_push's send
+of one worker (docs/PROTOCOL.md section 4, checked against notify_push's send
 queue).
 
 Rules, per connection and per :class:`MessageKind`:
@@ -38,13 +38,14 @@ plain numbers in tests) and must never decrease between calls.
 
 from __future__ import annotations
 
-import enum
 import heapq
 import math
 import random
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
+
+from shared.messages import DEBOUNCED_KINDS, MessageKind
 
 __all__ = [
     "FACTOR_MAX",
@@ -54,7 +55,6 @@ __all__ = [
     "UNKNOWN_FILE",
     "DebounceStatistics",
     "Debouncer",
-    "MessageKind",
     "PendingFile",
     "debounce_base",
     "debounce_time",
@@ -82,19 +82,11 @@ _INF: Final = math.inf
 _NEVER: Final = -math.inf
 
 
-class MessageKind(enum.IntEnum):
-    """The debounced message kinds; the order is the order of sends within one poll."""
-
-    FILE = 0
-    ACTIVITY = 1
-    NOTIFICATION = 2
-
-
 # Per kind, for the loops in poll: the kind, its plain int index (an IntEnum
 # member as a list index is several times slower), its bit in _Slot.pending,
 # and whether it is the fixed-time notification.
 _KIND_BITS: Final = tuple(
-    (kind, int(kind), 1 << kind, kind == MessageKind.NOTIFICATION) for kind in MessageKind
+    (kind, int(kind), 1 << kind, kind == MessageKind.NOTIFICATION) for kind in DEBOUNCED_KINDS
 )
 _FILE: Final = int(MessageKind.FILE)
 _NOTIFICATION: Final = int(MessageKind.NOTIFICATION)
@@ -318,7 +310,7 @@ class Debouncer(Generic[K]):
         message itself, now. Otherwise returns False and :meth:`poll` hands
         the (possibly merged) message back when it is due.
 
-        Raises ``ValueError`` for a ``file`` with a non-file kind, or a factor
+        Raises ``ValueError`` for a custom message, a ``file`` with a non-file kind, or a factor
         that is not a finite positive number.
         """
         if not self._enabled:
@@ -330,6 +322,8 @@ class Debouncer(Generic[K]):
                 file_msg = file
         elif file is not None:
             raise ValueError(f"a {kind.name} message carries no file ids")
+        elif kind is MessageKind.CUSTOM:
+            raise ValueError("custom messages are never debounced")
         if not 0.0 < factor < _INF:
             raise ValueError(f"debounce factor must be finite and > 0, not {factor}")
 

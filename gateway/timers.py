@@ -3,35 +3,51 @@
 Two shapes cover every per-connection timer this gateway needs:
 
 * :class:`Deadlines`: one fixed duration for everyone (auth timeout, maximum
-  connection time), so insertion order is expiry order and a deque suffices;
-  entries for connections that moved on are skipped when they come due.
+  connection time), so insertion order is expiry order: an insertion-ordered
+  map from item to deadline, where a connection that closes or logs in is
+  removed at once (O(1)) rather than held until its deadline.
 * :class:`PingWheel`: keepalive pings every ``interval`` seconds; connections
   are spread over ``interval`` one-second slots and each tick visits one slot.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Hashable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+H = TypeVar("H", bound=Hashable)
 
 
-class Deadlines(Generic[T]):
+class Deadlines(Generic[H]):
     __slots__ = ("_duration", "_queue")
 
     def __init__(self, duration: float) -> None:
         self._duration = duration
-        self._queue: deque[tuple[float, T]] = deque()
+        # OrderedDict, not dict: popping from the front of a plain dict that
+        # had many deletions scans the dead entries each time.
+        self._queue: OrderedDict[H, float] = OrderedDict()
 
-    def add(self, item: T, now: float) -> None:
-        self._queue.append((now + self._duration, item))
+    def add(self, item: H, now: float) -> None:
+        self._queue[item] = now + self._duration
+        self._queue.move_to_end(item)  # re-added: it now expires last
 
-    def pop_due(self, now: float) -> Iterator[T]:
+    def remove(self, item: H) -> None:
+        """Forget ``item`` (no-op when it is not waiting)."""
+        self._queue.pop(item, None)
+
+    def pop_due(self, now: float) -> list[H]:
+        """Remove and return every item whose deadline has passed, oldest first."""
         queue = self._queue
-        while queue and queue[0][0] <= now:
-            yield queue.popleft()[1]
+        due: list[H] = []
+        while queue:
+            item, deadline = next(iter(queue.items()))
+            if deadline > now:
+                break
+            del queue[item]
+            due.append(item)
+        return due
 
     def __len__(self) -> int:
         return len(self._queue)

@@ -3,6 +3,8 @@
 The kernel spreads new connections over the workers (SO_REUSEPORT); each
 worker logs its clients in, registers their users with the router, and
 delivers what the router sends it. Everything periodic runs from one tick.
+The worker owns its connections through the narrow
+:class:`gateway.connection.ConnectionOwner` protocol.
 """
 
 from __future__ import annotations
@@ -11,30 +13,39 @@ import asyncio
 import gc
 import json
 import logging
-import os
 import random
 import signal
 import socket
+import sys
 import time
 
+from websockets.frames import CloseCode
+
 from gateway import frames
-from gateway.connection import MAX_OUTGOING_BYTES, ClientConnection, ConnState
-from gateway.debounce import Debouncer, MessageKind, PendingFile, random_factor
+from gateway.connection import ClientConnection
+from gateway.debounce import Debouncer, PendingFile, random_factor
 from gateway.http import RequestHead, response
 from gateway.router_link import LinkState, RouterLink
+from gateway.session import LoginRequest, SessionState
 from gateway.timers import Deadlines, PingWheel
 from shared import ipc, logs
 from shared.config import Config
-from shared.errors import DependencyError, LoginRefused, NextcloudUnavailable
+from shared.errors import (
+    DependencyError,
+    LoginRefused,
+    NextcloudUnavailable,
+    RouterUnavailable,
+)
 from shared.heartbeat import Heartbeat
-from shared.metrics import LATENCY_BUCKETS, Histogram
+from shared.listener import bind_tcp
+from shared.messages import MessageKind
 from shared.nextcloud import NextcloudClient
+from shared.statistics import WorkerStatistics
 from shared.tasks import TaskSet
 from shared.tls import server_tls_context
 
 log = logging.getLogger("gateway.worker")
 
-AUTH_TIMEOUT = 15.0
 PING_INTERVAL = 30
 TICK = 1.0
 STATS_INTERVAL = 2.0
@@ -42,19 +53,13 @@ STATS_INTERVAL = 2.0
 DEBOUNCE_TICK = 0.05
 # A merged file message carrying more ids than this becomes plain `notify_file`.
 MAX_MERGED_FILE_IDS = 1000
-_DEBOUNCED = {
-    ipc.MessageKind.FILE: MessageKind.FILE,
-    ipc.MessageKind.ACTIVITY: MessageKind.ACTIVITY,
-    ipc.MessageKind.NOTIFICATION: MessageKind.NOTIFICATION,
-}
-# The fixed frame of each debounced kind and the counter its sends go to.
-_PLAIN: dict[MessageKind, tuple[bytes, str]] = {
-    MessageKind.FILE: (frames.NOTIFY_FILE, "messages_sent_file"),
-    MessageKind.ACTIVITY: (frames.NOTIFY_ACTIVITY, "messages_sent_activity"),
-    MessageKind.NOTIFICATION: (frames.NOTIFY_NOTIFICATION, "messages_sent_notification"),
+# The fixed frame of each message kind that has one (all but CUSTOM).
+_PLAIN: dict[MessageKind, bytes] = {
+    MessageKind.FILE: frames.NOTIFY_FILE,
+    MessageKind.ACTIVITY: frames.NOTIFY_ACTIVITY,
+    MessageKind.NOTIFICATION: frames.NOTIFY_NOTIFICATION,
 }
 MAX_UNAUTHENTICATED = 4096
-CLOSE_GOING_AWAY = 1001
 
 
 class Worker:
@@ -63,7 +68,8 @@ class Worker:
         self.worker_id = worker_id
         self.users: dict[str, list[ClientConnection]] = {}
         self.link = RouterLink(ipc_path, worker_id, self)
-        self.login = NextcloudClient(
+        # Used only while the router is away (the router checks logins otherwise).
+        self.nextcloud = NextcloudClient(
             config.nextcloud_url,
             user_agent=config.user_agent,
             allow_self_signed=config.allow_self_signed,
@@ -72,47 +78,43 @@ class Worker:
         self.router_status: ipc.Status | None = None
         self.unauthenticated = 0
         self.connections = 0
-        self._auth_deadlines: Deadlines[ClientConnection] = Deadlines(AUTH_TIMEOUT)
+        self.stats = WorkerStatistics()
+        self._auth_deadlines: Deadlines[ClientConnection] = Deadlines(config.auth_timeout)
         self._max_time: Deadlines[ClientConnection] | None = (
             Deadlines(config.max_connection_time) if config.max_connection_time > 0 else None
         )
         self._pings: PingWheel[ClientConnection] = PingWheel(PING_INTERVAL)
-        self.delivery_latency = Histogram(LATENCY_BUCKETS)
         self.debouncer: Debouncer[ClientConnection] = Debouncer(
             max_debounce_time=config.max_debounce_time,
             enabled=not config.debounce_disable,
             max_file_ids=MAX_MERGED_FILE_IDS,
         )
-        self._tasks = TaskSet(log, "worker")
+        self._stop = asyncio.Event()
+        #: Why the worker stopped on its own (an essential loop ended); None otherwise.
+        self.failure: str | None = None
+        self._tasks = TaskSet(log, "worker", self._essential_loop_ended)
         self._server: asyncio.AbstractServer | None = None
-        self.counters: dict[str, float] = {
-            "total_connection_count": 0,
-            "messages_sent_file": 0,
-            "messages_sent_activity": 0,
-            "messages_sent_notification": 0,
-            "messages_sent_custom": 0,
-            "slow_clients_closed": 0,
-            "unauthenticated_rejected": 0,
-            "logins_failed": 0,
-        }
 
     # --- lifecycle -------------------------------------------------------
     async def serve(self, sock: socket.socket, heartbeat: Heartbeat | None) -> None:
         loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        self._tasks.spawn(self.link.run())
+            loop.add_signal_handler(signum, self._stop.set)
+        self._tasks.spawn_essential("router link", self.link.run())
         self._server = await loop.create_server(
             lambda: ClientConnection(self), sock=sock, backlog=4096,
             ssl=server_tls_context(self.config),
         )  # fmt: skip
         log.info("worker %d serving", self.worker_id)
-        self._tasks.spawn(self._tick_forever(heartbeat))
+        self._tasks.spawn_essential("tick", self._tick_forever(heartbeat))
         if self.debouncer.enabled:
-            self._tasks.spawn(self._flush_debounced_forever())
-        await stop.wait()
+            self._tasks.spawn_essential("debounce", self._flush_debounced_forever())
+        await self._stop.wait()
         await self.drain()
+
+    def _essential_loop_ended(self, name: str) -> None:
+        self.failure = name
+        self._stop.set()
 
     async def drain(self) -> None:
         """Stop accepting, close clients with 1001 spread over the drain time, then stop."""
@@ -125,12 +127,12 @@ class Worker:
         per_step = max(1, -(-len(conns) // steps))  # at least 1: range() needs a step
         for i in range(0, len(conns), per_step):
             for conn in conns[i : i + per_step]:
-                conn.close(CLOSE_GOING_AWAY, "server shutting down")
+                conn.close(CloseCode.GOING_AWAY, "server shutting down")
             if i + per_step < len(conns):
                 await asyncio.sleep(self.config.drain_time / steps)
         self.link.close()
         await self._tasks.cancel_all()
-        await self.login.close()
+        await self.nextcloud.close()
 
     async def _tick_forever(self, heartbeat: Heartbeat | None) -> None:
         last_stats = 0.0
@@ -154,50 +156,50 @@ class Worker:
         # One storage update reaches many connections with the same ids: build
         # each notify_file_id frame once per poll, not once per connection.
         with_ids: dict[tuple[int, ...], bytes] = {}
+        sent = self.stats.messages_sent
         for conn, kind, file in self.debouncer.poll(now):
-            frame, counter = _PLAIN[kind]
+            frame = _PLAIN[kind]
             if file is not None and file.ids and conn.listen_file_id:
                 frame = with_ids.get(file.ids) or with_ids.setdefault(
                     file.ids, frames.text_frame(file_ids_text(file.ids))
                 )
-            conn.send(frame)
-            self.counters[counter] += 1
+            if conn.send(frame):
+                sent[kind] += 1
 
     def tick(self, now: float) -> None:
         for conn in self._auth_deadlines.pop_due(now):
-            if conn.state < ConnState.OPEN:
-                conn.send(frames.AUTH_TIMEOUT)
-                conn.close(1008)
+            conn.time_out_login()
         if self._max_time is not None:
             for conn in self._max_time.pop_due(now):
-                conn.close(1000)
+                conn.close()
         for conn in self._pings.advance():
-            if conn.ping_payload is not None:
+            if not conn.ping():
                 log.info("%s did not answer the last ping; closing", conn.user)
                 conn.abort()
-                continue
-            conn.ping_payload = os.urandom(4)
-            conn.send(frames.ping_frame(conn.ping_payload))
 
-    def statistics(self) -> dict[str, float]:
-        stats = dict(self.counters)
-        stats["active_connection_count"] = self.connections
-        stats["unauthenticated_connections"] = self.unauthenticated
-        stats.update(self.login.snapshot())  # fallback logins while the router was away
-        stats["router_reconnects"] = self.link.reconnects
+    def statistics(self) -> WorkerStatistics:
+        """The worker's statistics, the gauges brought up to date."""
+        stats = self.stats
+        stats.active_connections = self.connections
+        stats.unauthenticated_connections = self.unauthenticated
+        login = self.nextcloud.statistics  # fallback logins while the router was away
+        stats.login_requests = login.requests
+        stats.login_request_errors = login.request_errors
+        stats.login_cache_hits = login.cache_hits
+        stats.login_seconds = self.nextcloud.login_seconds
+        stats.router_reconnects = self.link.reconnects
         debounce = self.debouncer.statistics()
-        stats["debounce_base_seconds"] = debounce.debounce_base
-        stats["debounce_pending"] = debounce.pending_messages
-        stats.update(self.delivery_latency.snapshot("delivery_seconds"))
+        stats.debounce_base_seconds = debounce.debounce_base
+        stats.debounce_pending = debounce.pending_messages
         return stats
 
-    # --- connections -----------------------------------------------------
+    # --- ConnectionOwner ---------------------------------------------------
     def connection_opened(self, conn: ClientConnection) -> None:
         # Counted until it logs in or closes (connection_closed undoes it).
         self.unauthenticated += 1
         if self.unauthenticated > MAX_UNAUTHENTICATED:
             # Overload or an attack: refuse rather than buffer without bound.
-            self.counters["unauthenticated_rejected"] += 1
+            self.stats.unauthenticated_rejected += 1
             conn.abort()
             return
         self._auth_deadlines.add(conn, time.monotonic())
@@ -206,6 +208,7 @@ class Worker:
         user = conn.user
         if user is None:
             self.unauthenticated -= 1
+            self._auth_deadlines.remove(conn)
             return
         conns = self.users.get(user)
         if conns is not None and conn in conns:
@@ -215,30 +218,19 @@ class Worker:
             self.connections -= 1
             self.link.send(ipc.Release(user))
         self._pings.remove(conn, conn.ping_slot)
+        if self._max_time is not None:
+            self._max_time.remove(conn)
         self.debouncer.forget(conn)
 
-    def pong_received(self, conn: ClientConnection, payload: bytes) -> None:
-        expected = conn.ping_payload
-        if expected is None:
-            return  # unsolicited pong: allowed by RFC 6455 section 5.5.3, ignored
-        if payload != expected:
-            log.info("%s answered a ping with a wrong payload; closing", conn.user)
-            conn.abort()
-            return
-        conn.ping_payload = None
-
     def slow_client(self, conn: ClientConnection) -> None:
-        """Drop a client that does not read what it is sent, rather than buffer for it."""
-        self.counters["slow_clients_closed"] += 1
-        log.info("closing %s: it does not read what it is sent", conn.user)
-        conn.abort()
+        self.stats.slow_clients_closed += 1
+        log.info("closed %s: it does not read what it is sent", conn.user)
 
-    # --- login -------------------------------------------------------------
-    def start_login(self, conn: ClientConnection, username: str, password: str) -> None:
-        self._tasks.spawn(self._login(conn, username, password))
+    def login_requested(self, conn: ClientConnection, request: LoginRequest) -> None:
+        self._tasks.spawn(self._login(conn, request))
 
-    async def _login(self, conn: ClientConnection, username: str, password: str) -> None:
-        forwarded = conn.login.forwarded_for if conn.login is not None else conn.peer
+    async def _login(self, conn: ClientConnection, request: LoginRequest) -> None:
+        username, password, forwarded = request.username, request.password, request.forwarded_for
         admitted_by_router = True
         try:
             try:
@@ -248,39 +240,40 @@ class Worker:
                     user = await self.link.check_login(username, password, forwarded)
                 else:
                     user = await self.link.consume_token(password)
-            except DependencyError:
+            except RouterUnavailable:
                 if not username:
                     raise  # pre-auth tokens live in the router only
                 # No router: ask Nextcloud from here. The gateway-wide limit cannot be
                 # checked; serving the client beats refusing it, and the next Hello
                 # registers the connection.
                 admitted_by_router = False
-                user = await self.login.verify(username, password, forwarded)
+                user = await self.nextcloud.verify(username, password, forwarded)
         except (LoginRefused, NextcloudUnavailable) as exc:
-            self.counters["logins_failed"] += 1
-            conn.fail_login(exc.reason)
+            self.stats.logins_failed += 1
+            conn.refuse_login(exc.reason)
             return
         except DependencyError as exc:
-            self.counters["logins_failed"] += 1
-            conn.fail_login(f"push server unavailable ({exc})")
+            self.stats.logins_failed += 1
+            conn.refuse_login(f"push server unavailable ({exc})")
             return
-        if conn.state is not ConnState.LOGIN:
+        if conn.state is not SessionState.LOGIN:
             if admitted_by_router:
                 self.link.send(ipc.Release(user))  # admitted, but the client left
             return
         self.unauthenticated -= 1
+        self._auth_deadlines.remove(conn)
         self.connections += 1
-        self.counters["total_connection_count"] += 1
+        self.stats.total_connections += 1
         self.users.setdefault(user, []).append(conn)
         conn.debounce_factor = random_factor()
         conn.ping_slot = self._pings.add(conn)
         if self._max_time is not None:
             self._max_time.add(conn, time.monotonic())
-        conn.authenticated(user)
+        conn.accept_login(user)
         if log.isEnabledFor(logging.INFO):
             log.info("new websocket authenticated as %s", user)
 
-    # --- router ------------------------------------------------------------
+    # --- the router's side of the link -----------------------------------------
     def registered_users(self) -> dict[str, int]:
         return {user: len(conns) for user, conns in self.users.items()}
 
@@ -307,40 +300,32 @@ class Worker:
 
     def deliver(self, message: ipc.Deliver) -> None:
         kind = message.kind
-        debounced = _DEBOUNCED.get(kind)
-        if debounced is not None and self.debouncer.enabled:
-            self._queue(message, debounced)
+        if kind is not MessageKind.CUSTOM and self.debouncer.enabled:
+            self._queue(message, kind)
             return
         with_ids: bytes | None = None
-        if debounced is None:  # CUSTOM: the router encoded the frame
-            if message.frame is None:
+        if kind is MessageKind.CUSTOM:
+            if message.text is None:
                 return
-            frame, counter = message.frame, "messages_sent_custom"
+            # Framed once here for every recipient of the batch.
+            frame = frames.text_frame(message.text)
         else:
-            frame, counter = _PLAIN[debounced]
-            if debounced is MessageKind.FILE and message.file_ids:
+            frame = _PLAIN[kind]
+            if kind is MessageKind.FILE and message.file_ids:
                 with_ids = frames.text_frame(file_ids_text(message.file_ids))
         sent = 0
         users = self.users
-        limit = MAX_OUTGOING_BYTES
         # The fan-out loop: the hot path of the whole gateway, kept to a few
-        # attribute reads and one write per connection.
+        # attribute reads and one call per connection.
         for user in message.users:
             for conn in users.get(user, ()):
-                transport = conn.transport
-                if transport is None or conn.state is not ConnState.OPEN:
-                    continue
-                if transport.get_write_buffer_size() > limit:
-                    self.slow_client(conn)
-                    continue
                 if with_ids is not None and conn.listen_file_id:
-                    transport.write(with_ids)
+                    sent += conn.send(with_ids)
                 else:
-                    transport.write(frame)
-                sent += 1
-        self.counters[counter] += sent
+                    sent += conn.send(frame)
+        self.stats.messages_sent[kind] += sent
         if sent and message.published:
-            self.delivery_latency.observe(max(0.0, time.time() - message.published))
+            self.stats.delivery_seconds.observe(max(0.0, time.time() - message.published))
 
     def _queue(self, message: ipc.Deliver, kind: MessageKind) -> None:
         """Hand a file/activity/notification message to the debouncer for each connection."""
@@ -361,35 +346,35 @@ class Worker:
         conns = self._open_connections()
         log.info("reset: closing %d connections", len(conns))
         for conn in conns:
-            conn.close(1000, "reset")
+            conn.close(CloseCode.NORMAL_CLOSURE, "reset")
 
     # --- plain HTTP on the public port ----------------------------------------
-    def handle_http(self, conn: ClientConnection, head: RequestHead) -> None:
+    def http_requested(self, conn: ClientConnection, head: RequestHead) -> None:
         path = head.path
         if path.startswith("/push/"):
             path = path[len("/push") :]
         if path == "/healthz":
-            conn.respond_and_close(response(200, "ok\n"))
+            conn.respond(response(200, "ok\n"))
         elif path == "/readyz":
             reason = self.unready_reason()
             if reason is None:
-                conn.respond_and_close(response(200, "ready\n"))
+                conn.respond(response(200, "ready\n"))
             else:
-                conn.respond_and_close(response(503, f"{reason}\n"))
+                conn.respond(response(503, f"{reason}\n"))
         elif path.startswith("/test/"):
             self._tasks.spawn(self._self_test(conn, head.method, path, head.header("token") or ""))
         elif path in ("/ws",):
-            conn.respond_and_close(response(426, "websocket upgrade required\n"))
+            conn.respond(response(426, "websocket upgrade required\n"))
         else:
-            conn.respond_and_close(response(404, "not found\n"))
+            conn.respond(response(404, "not found\n"))
 
     async def _self_test(self, conn: ClientConnection, method: str, path: str, token: str) -> None:
         try:
             answer = await self.link.http_query(method, path, token)
         except DependencyError as exc:
-            conn.respond_and_close(response(503, f"{exc}\n"))
+            conn.respond(response(503, f"{exc}\n"))
             return
-        conn.respond_and_close(response(answer.status, answer.body))
+        conn.respond(response(answer.status, answer.body))
 
     def unready_reason(self) -> str | None:
         if not self.link.is_ready:
@@ -405,20 +390,6 @@ class Worker:
 def file_ids_text(ids: tuple[int, ...]) -> str:
     """``notify_file_id [1,2,3]``: compact JSON, as notify_push writes it."""
     return "notify_file_id " + json.dumps(list(ids), separators=(",", ":"))
-
-
-def bind_tcp(bind: str, port: int) -> socket.socket:
-    """A listening socket on ``bind:port`` in the SO_REUSEPORT group of the workers."""
-    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    if family == socket.AF_INET6:
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    sock.bind((bind, port))
-    sock.listen(4096)
-    sock.setblocking(False)
-    return sock
 
 
 def run_worker(
@@ -439,3 +410,5 @@ def run_worker(
     worker = Worker(config, worker_id, ipc_path)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(worker.serve(sock, heartbeat))
+    if worker.failure is not None:
+        sys.exit(1)  # the supervisor starts a fresh worker in this slot

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from websockets.frames import CloseCode
+
 from shared.errors import WebSocketProtocolError
 
 OP_CONTINUATION = 0x0
@@ -25,8 +27,8 @@ OP_PING = 0x9
 OP_PONG = 0xA
 _KNOWN = frozenset((OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG))
 
-CLOSE_PROTOCOL_ERROR = 1002
-CLOSE_TOO_BIG = 1009
+_PROTOCOL_ERROR = CloseCode.PROTOCOL_ERROR
+_TOO_BIG = CloseCode.MESSAGE_TOO_BIG
 
 
 class ClientFrame(NamedTuple):
@@ -60,12 +62,12 @@ def parse_frames(data: bytes, max_size: int) -> tuple[list[ClientFrame], int]:
         first = data[offset]
         second = data[offset + 1]
         if first & 0x70:
-            raise WebSocketProtocolError(CLOSE_PROTOCOL_ERROR, "reserved bits set")
+            raise WebSocketProtocolError(_PROTOCOL_ERROR, "reserved bits set")
         opcode = first & 0x0F
         if opcode not in _KNOWN:
-            raise WebSocketProtocolError(CLOSE_PROTOCOL_ERROR, f"unknown opcode {opcode}")
+            raise WebSocketProtocolError(_PROTOCOL_ERROR, f"unknown opcode {opcode}")
         if not second & 0x80:
-            raise WebSocketProtocolError(CLOSE_PROTOCOL_ERROR, "client frame not masked")
+            raise WebSocketProtocolError(_PROTOCOL_ERROR, "client frame not masked")
         fin = bool(first & 0x80)
         length = second & 0x7F
         header = 2
@@ -80,9 +82,9 @@ def parse_frames(data: bytes, max_size: int) -> tuple[list[ClientFrame], int]:
             length = int.from_bytes(data[offset + 2 : offset + 10], "big")
             header = 10
         if opcode >= OP_CLOSE and (length > 125 or not fin):
-            raise WebSocketProtocolError(CLOSE_PROTOCOL_ERROR, "invalid control frame")
+            raise WebSocketProtocolError(_PROTOCOL_ERROR, "invalid control frame")
         if length > max_size:
-            raise WebSocketProtocolError(CLOSE_TOO_BIG, f"frame of {length} bytes is too big")
+            raise WebSocketProtocolError(_TOO_BIG, f"frame of {length} bytes is too big")
         start = offset + header + 4
         end = start + length
         if end > size:
@@ -96,12 +98,12 @@ def parse_frames(data: bytes, max_size: int) -> tuple[list[ClientFrame], int]:
 def parse_close(payload: bytes) -> tuple[int, str]:
     """Code and reason of a close frame (section 5.5.1); 1005 when it has none."""
     if len(payload) == 0:
-        return 1005, ""
+        return CloseCode.NO_STATUS_RCVD, ""
     if len(payload) == 1:
-        raise WebSocketProtocolError(CLOSE_PROTOCOL_ERROR, "close frame of one byte")
+        raise WebSocketProtocolError(_PROTOCOL_ERROR, "close frame of one byte")
     code = int.from_bytes(payload[:2], "big")
     try:
         reason = payload[2:].decode("utf-8")
     except UnicodeDecodeError:
-        raise WebSocketProtocolError(CLOSE_PROTOCOL_ERROR, "close reason not UTF-8") from None
+        raise WebSocketProtocolError(_PROTOCOL_ERROR, "close reason not UTF-8") from None
     return code, reason

@@ -87,9 +87,10 @@ class WorkerLink(asyncio.Protocol):
         self._outgoing += frame
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+            self._loop.call_soon(self.flush)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Write everything queued now (done by itself at the end of the loop turn)."""
         self._flush_scheduled = False
         if self._transport is not None and self._outgoing:
             self._transport.write(bytes(self._outgoing))

@@ -14,10 +14,10 @@ import time
 from collections.abc import Callable
 
 from router.resp_subscriber import Subscription
-from shared.config import Config
+from shared.config import Config, RedisTarget
 from shared.errors import RedisUnavailable
 from shared.events import CHANNELS
-from shared.redis_connection import describe_redis_url
+from shared.redis_connection import RedisTls
 
 log = logging.getLogger("router.redis")
 
@@ -37,7 +37,8 @@ class RedisListener:
         on_message: Callable[[bytes, bytes], None],
         on_state: Callable[[bool], None],
     ) -> None:
-        self._config = config
+        self._targets = config.redis
+        self._tls = RedisTls.from_config(config)
         self._on_message = on_message
         self._on_state = on_state
         self.reconnects = 0
@@ -46,24 +47,22 @@ class RedisListener:
     async def run(self) -> None:
         backoff = BACKOFF_START
         node = 0
-        urls = self._config.redis_urls
+        targets = self._targets
         failing = False
         while True:
-            url = urls[node % len(urls)]
+            target = targets[node % len(targets)]
             started = time.monotonic()
             try:
-                await self._listen(url)
+                await self._listen(target)
             except (RedisUnavailable, OSError, TimeoutError) as exc:
                 # One warning per outage; the retries that follow log at debug.
                 level = logging.DEBUG if failing else logging.WARNING
-                log.log(level, "Redis subscription on %s failed: %s", describe_redis_url(url), exc)
+                log.log(level, "Redis subscription on %s failed: %s", target.describe(), exc)
                 failing = True
             except Exception:
                 # A bug or an unexpected reply must not end the subscription for good:
                 # log it in full and retry like any other failure.
-                log.exception(
-                    "unexpected error in the Redis subscription on %s", describe_redis_url(url)
-                )
+                log.exception("unexpected error in the Redis subscription on %s", target.describe())
                 failing = True
             finally:
                 self._set_subscribed(False)
@@ -74,11 +73,11 @@ class RedisListener:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
 
-    async def _listen(self, url: str) -> None:
-        subscription = await Subscription.open(self._config, url, CHANNELS, self._on_message)
+    async def _listen(self, target: RedisTarget) -> None:
+        subscription = await Subscription.open(target, self._tls, CHANNELS, self._on_message)
         loop = asyncio.get_running_loop()
         try:
-            log.info("subscribed to %d channels on %s", len(CHANNELS), describe_redis_url(url))
+            log.info("subscribed to %d channels on %s", len(CHANNELS), target.describe())
             self._set_subscribed(True)
             while True:
                 try:

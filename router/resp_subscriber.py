@@ -10,15 +10,14 @@ SUBSCRIBE and PING; everything else (SET/GET of keys) keeps using redis-py.
 from __future__ import annotations
 
 import asyncio
-import ssl
 from collections.abc import Callable
 from typing import Any, cast
 
 import hiredis
 
-from shared.config import Config
+from shared.config import RedisTarget
 from shared.errors import RedisUnavailable
-from shared.redis_connection import CONNECT_TIMEOUT, RedisTarget, parse_redis_url
+from shared.redis_connection import CONNECT_TIMEOUT, RedisTls
 
 
 def encode_command(*parts: str | bytes) -> bytes:
@@ -28,18 +27,6 @@ def encode_command(*parts: str | bytes) -> bytes:
         data = part.encode() if isinstance(part, str) else part
         out.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(out)
-
-
-def tls_context(config: Config) -> ssl.SSLContext:
-    """The client TLS context for ``rediss://`` with the REDIS_TLS_* options."""
-    context = ssl.create_default_context(cafile=config.redis_tls_ca)
-    if config.redis_tls_cert:
-        context.load_cert_chain(config.redis_tls_cert, config.redis_tls_key)
-    if config.redis_tls_dont_validate_hostname or config.redis_tls_insecure:
-        context.check_hostname = False
-    if config.redis_tls_insecure:
-        context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 class _Protocol(asyncio.Protocol):
@@ -85,13 +72,15 @@ class Subscription:
     @classmethod
     async def open(
         cls,
-        config: Config,
-        url: str,
+        target: RedisTarget,
+        tls: RedisTls,
         channels: tuple[str, ...],
         on_message: Callable[[bytes, bytes], None],
     ) -> Subscription:
-        """Raises OSError, TimeoutError, RedisUnavailable (or ConfigError for a bad URL)."""
-        target = parse_redis_url(url)
+        """Raises OSError (ssl.SSLError included), TimeoutError or RedisUnavailable.
+
+        ``tls`` applies only to a ``rediss://`` target.
+        """
         loop = asyncio.get_running_loop()
 
         def factory() -> _Protocol:
@@ -103,7 +92,7 @@ class Subscription:
             else:
                 _, protocol = await loop.create_connection(
                     factory, target.host or "localhost", target.port or 6379,
-                    ssl=tls_context(config) if target.tls else None,
+                    ssl=tls.context() if target.tls else None,
                 )  # fmt: skip
             subscription = cls(protocol, target)
             try:

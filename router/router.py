@@ -14,6 +14,7 @@ import gc
 import json
 import logging
 import os
+import sys
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -23,7 +24,6 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import generate_latest
 
-from gateway.frames import text_frame
 from router.interest import InterestTable
 from router.links import WorkerLink, make_link_factory
 from router.preauth import TokenStore
@@ -34,9 +34,11 @@ from shared import ipc, logs
 from shared.config import Config
 from shared.errors import DatabaseUnavailable, EventError, LoginRefused, NextcloudUnavailable
 from shared.heartbeat import Heartbeat
-from shared.metrics import MESSAGE_TYPES, GatewayView, make_registry
+from shared.messages import MessageKind
+from shared.metrics import GatewayView, make_registry
 from shared.nextcloud import INVALID_CREDENTIALS, NextcloudClient
 from shared.redis_connection import redis_from_config
+from shared.statistics import WorkerStatistics
 from shared.tasks import TaskSet
 from shared.tls import server_tls_context
 
@@ -80,8 +82,11 @@ class Router:
             "mapping_failed": 0,
             "mapping_overload": 0,
         }
-        self.worker_stats: dict[int, dict[str, float]] = {}
-        self._tasks = TaskSet(log, "router")
+        self.worker_stats: dict[int, WorkerStatistics] = {}
+        self._stop = asyncio.Event()
+        #: Why the router stopped on its own (an essential loop ended); None otherwise.
+        self.failure: str | None = None
+        self._tasks = TaskSet(log, "router", self._essential_loop_ended)
         # Storage updates are mapped one after the other, so file events reach
         # clients in the order Nextcloud published them (as with notify_push).
         self._storage_updates: deque[tuple[ev.StorageUpdate, float]] = deque()
@@ -90,11 +95,11 @@ class Router:
         self._kv: aioredis.Redis | None = None
 
     # --- lifecycle -------------------------------------------------------
-    async def run(self, heartbeat: Heartbeat | None, stop: asyncio.Event) -> None:
+    async def run(self, heartbeat: Heartbeat | None) -> None:
         loop = asyncio.get_running_loop()
-        if self.config.database_url:
+        if self.config.database is not None:
             self.mapping = _make_mapping(self.config)
-            self._tasks.spawn(self._map_storage_updates_forever())
+            self._tasks.spawn_essential("storage mapping", self._map_storage_updates_forever())
         self.self_test = SelfTest(
             self.nextcloud,
             self.kv,
@@ -108,11 +113,11 @@ class Router:
         )
         os.chmod(self.socket_path, 0o600)
         log.info("router listening for workers on %s", self.socket_path)
-        self._tasks.spawn(self.listener.run())
-        self._tasks.spawn(self._periodic(heartbeat))
+        self._tasks.spawn_essential("redis subscription", self.listener.run())
+        self._tasks.spawn_essential("status", self._periodic(heartbeat))
         self._tasks.spawn(check_app_version(self.nextcloud, self.kv))
         metrics_runner = await self._serve_metrics()
-        await stop.wait()
+        await self._stop.wait()
         log.info("router stopping")
         self._server.close()
         await self._tasks.cancel_all()
@@ -124,11 +129,19 @@ class Router:
         if metrics_runner is not None:
             await metrics_runner.cleanup()
 
+    def stop(self) -> None:
+        """Ask :meth:`run` to stop (from a signal handler)."""
+        self._stop.set()
+
+    def _essential_loop_ended(self, name: str) -> None:
+        self.failure = name
+        self._stop.set()
+
     async def kv(self) -> aioredis.Redis:
         """The router's regular (non-subscribed) Redis client, for keys."""
         if self._kv is None:
             self._kv = redis_from_config(
-                self.config, self.config.redis_urls[0], read_timeout=KV_READ_TIMEOUT
+                self.config, self.config.redis[0], read_timeout=KV_READ_TIMEOUT
             )
         return self._kv
 
@@ -238,15 +251,15 @@ class Router:
     def handle_event(self, event: ev.Event, received: float) -> None:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("event %s", type(event).__name__)
-        kind = ipc.MessageKind
+        kind = MessageKind
         match event:
             case ev.Activity(user):
                 self.route((user,), ipc.Deliver((), kind.ACTIVITY, published=received))
             case ev.Notification(user):
                 self.route((user,), ipc.Deliver((), kind.NOTIFICATION, published=received))
             case ev.Custom(user, message, body):
-                frame = text_frame(message if body is None else f"{message} {body}")
-                self.route((user,), ipc.Deliver((), kind.CUSTOM, None, frame, received))
+                text = message if body is None else f"{message} {body}"
+                self.route((user,), ipc.Deliver((), kind.CUSTOM, None, text, received))
             case ev.ShareCreate(user) | ev.GroupUpdate(user, _):
                 self.route((user,), ipc.Deliver((), kind.FILE, published=received))
             case ev.StorageUpdate():
@@ -322,9 +335,7 @@ class Router:
             # Logged once per outage by the mapping; the event cannot be routed.
             self.dropped["mapping_failed"] += 1
             return
-        self.route(
-            users, ipc.Deliver((), ipc.MessageKind.FILE, (event.file_id,), published=received)
-        )
+        self.route(users, ipc.Deliver((), MessageKind.FILE, (event.file_id,), published=received))
 
     def _apply_log_spec(self, spec: str | None) -> None:
         if spec is None:
@@ -340,10 +351,14 @@ class Router:
     # --- metrics -----------------------------------------------------------
     def gateway_view(self) -> GatewayView:
         """The router's numbers plus every linked worker's last snapshot, summed."""
-        totals = self.nextcloud.snapshot()
+        totals = WorkerStatistics()
+        login = self.nextcloud.statistics
+        totals.login_requests = login.requests
+        totals.login_request_errors = login.request_errors
+        totals.login_cache_hits = login.cache_hits
+        totals.login_seconds.add(self.nextcloud.login_seconds)
         for values in self.worker_stats.values():
-            for key, value in values.items():
-                totals[key] = totals.get(key, 0.0) + value
+            totals.add(values)
         stats = self.mapping.statistics() if self.mapping is not None else None
         return GatewayView(
             active_connections=self.interest.active_connections,
@@ -360,13 +375,13 @@ class Router:
         )
 
     def metrics_snapshot(self) -> dict[str, int]:
-        """The JSON ``notify_query`` stores (PROTOCOL.md section 6), for the whole gateway."""
+        """The JSON ``notify_query`` stores (docs/PROTOCOL.md section 6), for the whole gateway."""
         view = self.gateway_view()
-        sent = {k: int(view.totals.get(f"messages_sent_{k}", 0)) for k in MESSAGE_TYPES}
+        sent = {kind.label: view.totals.messages_sent[kind] for kind in MessageKind}
         return {
             "active_connection_count": view.active_connections,
             "active_user_count": view.active_users,
-            "total_connection_count": int(view.totals.get("total_connection_count", 0)),
+            "total_connection_count": view.totals.total_connections,
             "mapping_query_count": view.mapping_queries,
             "events_received": view.events_received,
             "messages_sent": sum(sent.values()),
@@ -413,8 +428,8 @@ class Router:
 def _make_mapping(config: Config) -> StorageMapping:
     from router.storage_mapping import StorageMapping
 
-    assert config.database_url is not None
-    return StorageMapping.from_url(config.database_url, config.database_prefix)
+    assert config.database is not None
+    return StorageMapping.from_target(config.database, config.database_prefix)
 
 
 def run_router(config: Config, socket_path: str, heartbeat: Heartbeat | None) -> None:
@@ -426,12 +441,15 @@ def run_router(config: Config, socket_path: str, heartbeat: Heartbeat | None) ->
     logs.setup_logging(config.log_level, "router")
     gc.freeze()  # start-up objects live as long as the process
 
+    router = Router(config, socket_path)
+
     async def main() -> None:
-        stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        await Router(config, socket_path).run(heartbeat, stop)
+            loop.add_signal_handler(signum, router.stop)
+        await router.run(heartbeat)
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(main())
+    if router.failure is not None:
+        sys.exit(1)  # the supervisor starts a fresh router

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import chain
 
-from router.databases import Database, MountRow, open_database, parse_database_url
+from router.databases import Database, DatabaseTarget, MountRow, open_database
 from shared.errors import DatabaseUnavailable
 
 log = logging.getLogger("router.storage_mapping")
@@ -87,7 +87,7 @@ class _Entry:
 class StorageMapping:
     """Storage id and path to the user ids to notify, cached per storage.
 
-    Build with :meth:`from_url`; the constructor takes any
+    Build with :meth:`from_target`; the constructor takes any
     :class:`router.databases.Database` (tests pass fakes) and a monotonic
     ``clock`` in seconds.
     """
@@ -113,22 +113,21 @@ class StorageMapping:
         self._closed = False
 
     @classmethod
-    def from_url(
+    def from_target(
         cls,
-        database_url: str,
+        target: DatabaseTarget,
         prefix: str,
         *,
         pool_size: int = 4,
         timeout: float = DEFAULT_TIMEOUT,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     ) -> StorageMapping:
-        """Parse the URL and prefix and prepare the back end; no I/O happens here.
+        """Prepare the back end for ``target`` (``config.database``); no I/O happens here.
 
-        Raises :class:`shared.errors.ConfigError` for ``--database-url`` (bad
-        URL, unsupported scheme) or ``--database-prefix`` (not letters, digits
-        and underscores).
+        Raises ValueError for a prefix that is not letters, digits and
+        underscores (the configuration has checked it already), ConfigError
+        when the database's driver is not installed.
         """
-        target = parse_database_url(database_url)
         database = open_database(
             target,
             prefix,
@@ -136,7 +135,7 @@ class StorageMapping:
             timeout=timeout,
             connect_timeout=connect_timeout,
         )
-        return cls(database, description=target.masked_url)
+        return cls(database, description=target.masked)
 
     async def users_for(self, storage: int, path: str) -> list[str]:
         """Distinct user ids whose mount root on ``storage`` is a prefix of ``path``.

@@ -2,6 +2,11 @@
 
 The only place that turns errors into exit codes: a configuration error is
 one line on stderr naming the option, exit status 2.
+
+The only module of ``shared/`` that imports ``router/`` and ``gateway/``: it
+hands the supervisor the router's and the workers' entry points, imported
+after the configuration is parsed so that ``--version`` and ``--dump-config``
+load neither.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-from shared.config import COMPATIBLE_NOTIFY_PUSH_VERSION, parse_invocation
+from shared.config import COMPATIBLE_NOTIFY_PUSH_VERSION, Config, parse_invocation
 from shared.errors import ConfigError
 
 
@@ -21,6 +26,18 @@ def own_version() -> str:
         return version("notify-push-gateway")
     except PackageNotFoundError:
         return "0.0.0+source"
+
+
+def require_database_driver(config: Config) -> None:
+    """Raise ConfigError (exit 2) before any child starts if the database's driver is missing.
+
+    A router that lacks its driver would otherwise be restarted forever.
+    """
+    if config.database is None:
+        return
+    from router.databases import require_driver
+
+    require_driver(config.database)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,9 +55,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if invocation.dump_config:
             print(json.dumps(config.dump(), indent=2, sort_keys=True))
             return 0
-        from router.supervisor import run_supervisor
+        from gateway.worker import run_worker
+        from router.router import run_router
+        from shared.supervisor import run_supervisor
 
-        return run_supervisor(config)
+        require_database_driver(config)
+        return run_supervisor(config, router=run_router, worker=run_worker)
     except ConfigError as exc:
         print(f"notify-push-gateway: {exc}", file=sys.stderr)
         return 2

@@ -17,19 +17,12 @@ from typing import Any
 import msgpack
 
 from shared.errors import FrameError
+from shared.messages import MessageKind
+from shared.statistics import WorkerStatistics
 
 HEADER = struct.Struct(">I")
 # A worker may hold thousands of users; a full registration fits easily in this.
 MAX_FRAME_SIZE = 16 * 1024 * 1024
-
-
-class MessageKind(enum.IntEnum):
-    """What a delivery tells the client (PROTOCOL.md section 2)."""
-
-    FILE = 0
-    ACTIVITY = 1
-    NOTIFICATION = 2
-    CUSTOM = 3
 
 
 class Tag(enum.IntEnum):
@@ -74,14 +67,14 @@ class ConsumeToken:
 
 @dataclass(frozen=True, slots=True)
 class Stats:
-    """A worker's counters, summed by the router for metrics."""
+    """A worker's statistics, summed by the router for metrics."""
 
-    values: dict[str, float]
+    values: WorkerStatistics
 
 
 @dataclass(frozen=True, slots=True)
 class HttpQuery:
-    """A self-test request (PROTOCOL.md section 5) for the router to answer."""
+    """A self-test request (docs/PROTOCOL.md section 5) for the router to answer."""
 
     request_id: int
     method: str
@@ -130,16 +123,16 @@ class HttpAnswer:
 class Deliver:
     """One message for several users of one worker.
 
-    ``file_ids`` is only meaningful for FILE (None = ids unknown). ``frame`` is
-    the complete websocket frame of a CUSTOM message, encoded once by the
-    router for every recipient. ``published`` is the router's wall-clock
-    receive time, for latency metrics.
+    ``file_ids`` is only meaningful for FILE (None = ids unknown). ``text`` is
+    the message of a CUSTOM delivery (``type`` or ``type body``); the worker
+    frames it once for all its recipients. ``published`` is the router's
+    wall-clock receive time, for latency metrics.
     """
 
     users: tuple[str, ...]
     kind: MessageKind
     file_ids: tuple[int, ...] | None = None
-    frame: bytes | None = None
+    text: str | None = None
     published: float = 0.0
 
 
@@ -197,7 +190,7 @@ def encode_deliver_to(users: tuple[str, ...] | list[str], template: Deliver) -> 
 
 
 def _deliver_wire(users: tuple[str, ...] | list[str], d: Deliver) -> list[Any]:
-    return [Tag.DELIVER, users, d.kind, d.file_ids, d.frame, d.published]
+    return [Tag.DELIVER, users, d.kind, d.file_ids, d.text, d.published]
 
 
 def _to_wire(m: Message) -> list[Any]:
@@ -211,7 +204,7 @@ def _to_wire(m: Message) -> list[Any]:
         case ConsumeToken():
             return [Tag.CONSUME_TOKEN, m.request_id, m.token]
         case Stats():
-            return [Tag.STATS, m.values]
+            return [Tag.STATS, m.values.to_wire()]
         case HttpQuery():
             return [Tag.HTTP_QUERY, m.request_id, m.method, m.path, m.token]
         case HttpAnswer():
@@ -258,18 +251,18 @@ def _from_wire(item: object) -> Message:
     try:
         match tag:
             case Tag.DELIVER:
-                users, kind, ids, frame, published = args
+                users, kind, ids, text, published = args
                 if not isinstance(users, list) or not all(type(u) is str for u in users):
                     raise FrameError("deliver users is not a list of strings")
                 file_ids = None if ids is None else tuple(_int(i) for i in ids)
                 if not isinstance(published, float | int):
                     raise FrameError("deliver time is not a number")
-                if frame is not None and not isinstance(frame, bytes):
-                    raise FrameError("deliver frame is not bytes")
+                if text is not None and not isinstance(text, str):
+                    raise FrameError("deliver text is not a string")
                 message_kind = _KINDS.get(kind) if type(kind) is int else None
                 if message_kind is None:
                     raise FrameError(f"unknown message kind {kind!r}")
-                return Deliver(tuple(users), message_kind, file_ids, frame, float(published))
+                return Deliver(tuple(users), message_kind, file_ids, text, float(published))
             case Tag.HELLO:
                 worker_id, pid, users = args
                 if not isinstance(users, dict):
@@ -284,11 +277,7 @@ def _from_wire(item: object) -> Message:
                 return ConsumeToken(_int(request_id), _str(token))
             case Tag.STATS:
                 (values,) = args
-                if not isinstance(values, dict) or not all(
-                    isinstance(v, int | float) for v in values.values()
-                ):
-                    raise FrameError("stats is not a map of numbers")
-                return Stats({_str(k): float(v) for k, v in values.items()})
+                return Stats(WorkerStatistics.from_wire(values))
             case Tag.HTTP_QUERY:
                 request_id, method, path, token = args
                 return HttpQuery(_int(request_id), _str(method), _str(path), _str(token))

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from shared.errors import LoginRefused, NextcloudUnavailable
-from shared.metrics import LOGIN_BUCKETS, Histogram
+from shared.statistics import LOGIN_BUCKETS, Histogram
 
 log = logging.getLogger("shared.nextcloud")
 
@@ -83,16 +83,6 @@ class NextcloudClient:
                 headers=headers,
             )
         return self._session
-
-    def snapshot(self) -> dict[str, float]:
-        """Counters and the duration histogram, in the metrics' flat form."""
-        s = self.statistics
-        return {
-            "login_requests": s.requests,
-            "login_request_errors": s.request_errors,
-            "login_cache_hits": s.cache_hits,
-            **self.login_seconds.snapshot("login_seconds"),
-        }
 
     async def close(self) -> None:
         if self._session is not None:

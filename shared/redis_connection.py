@@ -1,4 +1,4 @@
-"""Redis clients for the URLs of :class:`shared.config.Config`.
+"""Redis clients for the targets of :class:`shared.config.Config`, and their TLS policy.
 
 The router subscribes through one node at a time: PUBLISH on any node of a
 Redis Cluster reaches the subscribers of every node, so a plain client per
@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis.asyncio as aioredis
 
-from shared.config import Config, normalize_redis_url
-from shared.errors import ConfigError
+from shared.config import Config, RedisTarget
 
 # Long enough for a TLS handshake across a data centre, short enough that a
 # dead node is skipped quickly when the router tries the next one.
@@ -22,62 +20,60 @@ CONNECT_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True, slots=True)
-class RedisTarget:
-    """Where and as whom to connect; ``password`` is never logged."""
+class RedisTls:
+    """How a ``rediss://`` connection checks the server and shows itself (REDIS_TLS_*).
 
-    host: str | None
-    port: int | None
-    unix_socket_path: str | None
-    db: int
-    username: str | None
-    password: str | None
-    tls: bool
-
-
-def parse_redis_url(url: str) -> RedisTarget:
-    """Split a Redis URL (any form :func:`normalize_redis_url` accepts) into its parts.
-
-    Raises ConfigError (option ``--redis-url``) for a malformed URL.
+    Decided once, by :meth:`from_config`, for both clients: redis-py takes
+    the fields, the router's lean subscriber takes :meth:`context`. The
+    defaults are full verification with the system's CAs and no client
+    certificate.
     """
-    try:
-        parts = urlsplit(normalize_redis_url(url))
-    except ValueError as exc:
-        raise ConfigError("--redis-url", "config", str(exc)) from None
-    if parts.scheme == "redis+unix":
-        query = dict(parse_qsl(parts.query))
-        return RedisTarget(
-            host=None,
-            port=None,
-            unix_socket_path=unquote(parts.path),
-            db=int(query.get("db", "0")),
-            username=query.get("user"),
-            password=query.get("pass"),
-            tls=False,
+
+    certfile: str | None = None
+    keyfile: str | None = None
+    cafile: str | None = None
+    check_hostname: bool = True
+    verify_peer: bool = True
+
+    @classmethod
+    def from_config(cls, config: Config) -> RedisTls:
+        return cls(
+            certfile=config.redis_tls_cert,
+            keyfile=config.redis_tls_key,
+            cafile=config.redis_tls_ca,
+            # Insecure means no checks at all, so the hostname check goes too.
+            check_hostname=not (
+                config.redis_tls_dont_validate_hostname or config.redis_tls_insecure
+            ),
+            verify_peer=not config.redis_tls_insecure,
         )
-    return RedisTarget(
-        host=parts.hostname,
-        port=parts.port,
-        unix_socket_path=None,
-        db=int(parts.path.strip("/") or "0"),
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
-        tls=parts.scheme == "rediss",
-    )
+
+    @property
+    def cert_reqs(self) -> ssl.VerifyMode:
+        return ssl.CERT_REQUIRED if self.verify_peer else ssl.CERT_NONE
+
+    def context(self) -> ssl.SSLContext:
+        """A client context with this policy; raises OSError/ssl.SSLError for unreadable files."""
+        context = ssl.create_default_context(cafile=self.cafile)
+        if self.certfile:
+            context.load_cert_chain(self.certfile, self.keyfile)
+        # check_hostname must be off before verification can be.
+        context.check_hostname = self.check_hostname
+        context.verify_mode = self.cert_reqs
+        return context
 
 
 def redis_from_config(
-    config: Config, url: str, *, read_timeout: float | None = None
+    config: Config, target: RedisTarget, *, read_timeout: float | None = None
 ) -> aioredis.Redis:
-    """A client for ``url`` (one of ``config.redis_urls``) with the configured TLS options.
+    """A client for ``target`` (one of ``config.redis``) with the configured TLS policy.
 
     A connect timeout of :data:`CONNECT_TIMEOUT`, TCP keepalive, raw bytes.
     ``read_timeout`` bounds each command: give one for key commands, so a
     half-open connection fails them instead of hanging; leave it None for a
-    subscription (a quiet channel is not a dead one). Raises ConfigError for a
-    malformed URL.
+    subscription (a quiet channel is not a dead one). No I/O happens here.
     """
-    target = parse_redis_url(url)
-    tls = target.tls
+    tls = RedisTls.from_config(config) if target.tls else RedisTls()
     return aioredis.Redis(
         host=target.host or "localhost",
         port=target.port or 6379,
@@ -89,29 +85,10 @@ def redis_from_config(
         socket_connect_timeout=CONNECT_TIMEOUT,
         socket_keepalive=target.unix_socket_path is None,
         decode_responses=False,
-        ssl=tls,
-        ssl_certfile=config.redis_tls_cert if tls else None,
-        ssl_keyfile=config.redis_tls_key if tls else None,
-        ssl_ca_certs=config.redis_tls_ca if tls else None,
-        # Insecure means no checks at all, so the hostname check goes too.
-        ssl_check_hostname=not (
-            config.redis_tls_dont_validate_hostname or config.redis_tls_insecure
-        ),
-        ssl_cert_reqs=ssl.CERT_NONE if config.redis_tls_insecure else ssl.CERT_REQUIRED,
+        ssl=target.tls,
+        ssl_certfile=tls.certfile,
+        ssl_keyfile=tls.keyfile,
+        ssl_ca_certs=tls.cafile,
+        ssl_check_hostname=tls.check_hostname,
+        ssl_cert_reqs=tls.cert_reqs,
     )
-
-
-def describe_redis_url(url: str) -> str:
-    """A log-safe description of ``url``: address, db, user and TLS, never the password."""
-    try:
-        target = parse_redis_url(url)
-    except ConfigError:
-        return "an invalid Redis URL"
-    if target.unix_socket_path is not None:
-        where = f"unix:{target.unix_socket_path}"
-    else:
-        host = f"[{target.host}]" if target.host and ":" in target.host else target.host
-        where = f"{'rediss' if target.tls else 'redis'} {host}:{target.port}"
-    who = f" as {target.username}" if target.username else ""
-    auth = " with password" if target.password else ""
-    return f"{where} db {target.db}{who}{auth}"

@@ -4,31 +4,59 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 
 class TaskSet:
     """Tasks started with :meth:`spawn` live until done (asyncio keeps only weak
     references to tasks), a failure is logged once under ``what``, and
-    :meth:`cancel_all` stops every one still running and waits for them."""
+    :meth:`cancel_all` stops every one still running and waits for them.
 
-    def __init__(self, log: logging.Logger, what: str) -> None:
+    An *essential* task is one of the loops the process lives for (the Redis
+    subscription, the router link, the timers): if it ends for any reason but
+    :meth:`cancel_all`, ``on_essential_exit`` is called so the process stops
+    and its supervisor starts a fresh one, instead of heartbeating on with a
+    dead loop.
+    """
+
+    def __init__(
+        self,
+        log: logging.Logger,
+        what: str,
+        on_essential_exit: Callable[[str], None] | None = None,
+    ) -> None:
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._essential: dict[asyncio.Task[Any], str] = {}
         self._log = log
         self._what = what
+        self._on_essential_exit = on_essential_exit
+        self._cancelling = False
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._done)
 
+    def spawn_essential(self, name: str, coro: Coroutine[Any, Any, Any]) -> None:
+        """Start one of the process's own loops: its end, whatever the cause, stops the process."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        self._essential[task] = name
+        task.add_done_callback(self._done)
+
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
+        failed = not task.cancelled() and task.exception() is not None
+        if failed:
             self._log.error("%s task failed", self._what, exc_info=task.exception())
+        name = self._essential.pop(task, None)
+        if name is not None and not self._cancelling and self._on_essential_exit is not None:
+            self._log.critical("%s: the %s loop ended; stopping the process", self._what, name)
+            self._on_essential_exit(name)
 
     async def cancel_all(self) -> None:
+        self._cancelling = True
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,13 +1,15 @@
 """Nextcloud database back ends for the storage mapping.
 
-``base`` holds the common interface (:class:`Database`), URL parsing and the
-query; ``postgres``, ``mysql`` and ``sqlite`` each implement it. A back end's
-driver is imported only when that back end first connects.
+``base`` holds the common interface (:class:`Database`) and the query;
+``postgres``, ``mysql`` and ``sqlite`` each implement it. The configuration
+parses the URL into a :class:`DatabaseTarget`. A back end's driver is imported
+only when that back end first connects.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import logging
 
 from router.databases.base import (
     Database,
@@ -15,7 +17,6 @@ from router.databases.base import (
     Dialect,
     MountRow,
     mounts_query,
-    parse_database_url,
     validate_prefix,
 )
 from shared.errors import ConfigError
@@ -27,10 +28,11 @@ __all__ = [
     "MountRow",
     "mounts_query",
     "open_database",
-    "parse_database_url",
     "require_driver",
     "validate_prefix",
 ]
+
+log = logging.getLogger("router.databases")
 
 
 def open_database(
@@ -45,9 +47,14 @@ def open_database(
 
     ``timeout`` bounds a whole ``fetch_mounts`` call (waiting for a pooled
     connection, connecting, querying); ``connect_timeout`` bounds one connect.
+    Raises ValueError for a prefix that is not safe in SQL, ConfigError when
+    the driver is not installed.
     """
     validate_prefix(prefix)
     require_driver(target)
+    for key, _ in target.params:
+        # As notify_push's driver does: an admin's existing URL keeps working.
+        log.warning("ignoring unknown parameter %r in database URL %s", key, target.masked)
     if target.dialect == "postgres":
         from router.databases.postgres import PostgresDatabase
 
@@ -80,6 +87,6 @@ def require_driver(target: DatabaseTarget) -> None:
         raise ConfigError(
             "--database-url",
             "config",
-            f"{target.masked_url} needs the {module} package: "
+            f"{target.masked} needs the {module} package: "
             f"pip install 'notify-push-gateway[{extra}]'",
         )

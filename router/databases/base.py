@@ -1,6 +1,7 @@
 """What every database back end offers: the interface, the mounts query, error text.
 
-The URL and the prefix are parsed and checked in :mod:`shared.database_url`.
+The URL and the prefix are parsed and checked by the configuration
+(:class:`shared.config.DatabaseTarget`, :func:`shared.config.validate_prefix`).
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 from typing import Protocol
 
 # Re-exported: the back ends and the storage mapping take these from here.
-from shared.database_url import DatabaseTarget, Dialect, parse_database_url, validate_prefix
+from shared.config import DatabaseTarget, Dialect, validate_prefix
 
 __all__ = [
     "Database",
@@ -17,7 +18,6 @@ __all__ = [
     "MountRow",
     "describe_error",
     "mounts_query",
-    "parse_database_url",
     "validate_prefix",
 ]
 

@@ -24,7 +24,8 @@ class PostgresDatabase(PooledDatabase):
             port=t.port,
             user=t.user,
             password=t.password,
-            database=t.database,
+            # libpq's default for a URL without a database: the user's name.
+            database=t.database or t.user or "postgres",
             ssl=t.sslmode,
             # min_size=0: no connection is opened until a query needs
             # one, so a database that is down at start-up is not fatal.

@@ -16,12 +16,12 @@ from gateway.debounce import (
     QUIET_TIME,
     UNKNOWN_FILE,
     Debouncer,
-    MessageKind,
     PendingFile,
     debounce_base,
     debounce_time,
     random_factor,
 )
+from shared.messages import DEBOUNCED_KINDS, MessageKind
 
 FILE = MessageKind.FILE
 ACTIVITY = MessageKind.ACTIVITY
@@ -496,7 +496,7 @@ ops_strategy = st.lists(
         st.builds(
             Push,
             st.sampled_from(KEYS),
-            st.sampled_from(list(MessageKind)),
+            st.sampled_from(DEBOUNCED_KINDS),
             st.one_of(st.none(), st.lists(st.integers(0, 9), max_size=3)),
             _dt_ms,
         ),
@@ -558,7 +558,7 @@ def run_against_model(ops: list[Op], max_debounce_time: int, factors: list[float
         out: Sent = []
         base = debounce_base(n, max_debounce_time)
         for key, q in model.items():
-            for kind in MessageKind:
+            for kind in DEBOUNCED_KINDS:
                 if kind not in q.pending:
                     continue
                 t = debounce_time(kind, base, factor[key])
@@ -609,7 +609,7 @@ def run_against_model(ops: list[Op], max_debounce_time: int, factors: list[float
         else:
             d.forget(o.key)
             model.pop(o.key, None)
-            for kind in MessageKind:
+            for kind in DEBOUNCED_KINDS:
                 uncovered.pop((o.key, kind), None)
                 last_send.pop((o.key, kind), None)
 

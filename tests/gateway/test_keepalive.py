@@ -17,7 +17,7 @@ import pytest
 
 from gateway.connection import ClientConnection
 from gateway.worker import PING_INTERVAL, Worker
-from shared.config import Config
+from shared.config import Config, parse_redis_url
 from tests.support.processes import timeout, wait_for
 from tests.support.rawws import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, RawClient
 
@@ -26,7 +26,8 @@ T = TypeVar("T")
 
 class Harness:
     def __init__(self) -> None:
-        config = Config(nextcloud_url="http://127.0.0.1:9", redis_urls=("redis://127.0.0.1:9",),
+        config = Config(nextcloud_url="http://127.0.0.1:9",
+                        redis=(parse_redis_url("redis://127.0.0.1:9"),),
                         workers=1, bind="127.0.0.1")  # fmt: skip
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)

@@ -8,19 +8,21 @@ import struct
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from websockets.frames import CloseCode
 
 from gateway.wsframes import (
-    CLOSE_PROTOCOL_ERROR,
-    CLOSE_TOO_BIG,
     OP_BINARY,
     OP_CLOSE,
     OP_PING,
     OP_TEXT,
     ClientFrame,
-    WebSocketProtocolError,
     parse_close,
     parse_frames,
 )
+from shared.errors import WebSocketProtocolError
+
+CLOSE_PROTOCOL_ERROR = CloseCode.PROTOCOL_ERROR
+CLOSE_TOO_BIG = CloseCode.MESSAGE_TOO_BIG
 
 
 def client_frame(opcode: int, payload: bytes, *, fin: bool = True, masked: bool = True,

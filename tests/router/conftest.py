@@ -23,13 +23,12 @@ from typing import Any, TypeVar
 
 import pytest
 
-from router.databases import Dialect
+from shared.config import DatabaseTarget, Dialect, parse_database_url
+from tests.support.processes import timeout
 from tests.support.stub_nextcloud import schema
 
 T = TypeVar("T")
 
-# One scale factor for every deadline in these tests (slow CI machines: raise it).
-TIMEOUT_SCALE = float(os.environ.get("TEST_TIMEOUT_SCALE", "1"))
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test")
 MYSQL_URL = os.environ.get("TEST_MYSQL_URL", "mysql://root:@127.0.0.1:3306/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -39,7 +38,7 @@ def run(coro: Awaitable[T]) -> T:
     """Run one scenario on a fresh event loop (no pytest-asyncio in this project)."""
 
     async def bounded() -> T:
-        async with asyncio.timeout(30 * TIMEOUT_SCALE):
+        async with asyncio.timeout(timeout(30)):
             return await coro
 
     return asyncio.run(bounded())
@@ -48,8 +47,6 @@ def run(coro: Awaitable[T]) -> T:
 async def _pg_connect() -> Any:
     import asyncpg
 
-    from router.databases import parse_database_url
-
     t = parse_database_url(POSTGRES_URL)
     return await asyncpg.connect(
         host=t.socket or t.host,
@@ -57,14 +54,12 @@ async def _pg_connect() -> Any:
         user=t.user,
         password=t.password,
         database=t.database,
-        timeout=3 * TIMEOUT_SCALE,
+        timeout=timeout(3),
     )
 
 
 async def _my_connect() -> Any:
     import asyncmy
-
-    from router.databases import parse_database_url
 
     t = parse_database_url(MYSQL_URL)
     return await asyncmy.connect(
@@ -73,7 +68,7 @@ async def _my_connect() -> Any:
         user=t.user or "",
         password=t.password or "",
         database=t.database,
-        connect_timeout=max(1, round(3 * TIMEOUT_SCALE)),
+        connect_timeout=max(1, round(timeout(3))),
         autocommit=True,
     )
 
@@ -140,6 +135,10 @@ class SeededDatabase:
     url: str
     prefix: str
     seed: Callable[[Sequence[schema.Mount]], None]
+
+    @property
+    def target(self) -> DatabaseTarget:
+        return parse_database_url(self.url)
 
 
 def random_prefix() -> str:

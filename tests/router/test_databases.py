@@ -13,12 +13,11 @@ from router.databases import (
     DatabaseTarget,
     mounts_query,
     open_database,
-    parse_database_url,
     validate_prefix,
 )
+from shared.config import load_config, parse_database_url
 from shared.errors import ConfigError, DatabaseUnavailable
 from tests.router.conftest import (
-    TIMEOUT_SCALE,
     SeededDatabase,
     _my_connect,
     _pg_connect,
@@ -26,6 +25,7 @@ from tests.router.conftest import (
     random_prefix,
     run,
 )
+from tests.support.processes import timeout
 from tests.support.stub_nextcloud import schema
 from tests.support.stub_nextcloud.schema import Mount
 
@@ -78,8 +78,8 @@ def test_parse_url(url: str, expected: DatabaseTarget) -> None:
 def test_target_repr_and_masked_url_hide_password() -> None:
     target = parse_database_url("postgres://nc:hunter2@db/nc")
     assert "hunter2" not in repr(target)
-    assert "hunter2" not in target.masked_url
-    assert "nc:***@db" in target.masked_url
+    assert "hunter2" not in target.masked
+    assert "nc:***@db" in target.masked
 
 
 @pytest.mark.parametrize(
@@ -96,8 +96,11 @@ def test_target_repr_and_masked_url_hide_password() -> None:
     ],
 )
 def test_parse_url_rejects(url: str) -> None:
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(ValueError):
         parse_database_url(url)
+    env = {"REDIS_URL": "redis://r", "NEXTCLOUD_URL": "https://cloud.example.com"}
+    with pytest.raises(ConfigError) as info:
+        load_config(["--database-url", url], env)
     assert info.value.option == "--database-url"
 
 
@@ -106,6 +109,9 @@ def test_unknown_query_parameter_is_ignored_with_warning(
 ) -> None:
     target = parse_database_url("mysql://nc:pw@db/nc?ssl-mode=DISABLED")
     assert target.database == "nc"
+    assert target.params == (("ssl-mode", "DISABLED"),)
+    # The router warns when it opens the database.
+    open_database(target, "oc_", pool_size=1, timeout=1, connect_timeout=1)
     assert "ssl-mode" in caplog.text
     assert "pw@" not in caplog.text
 
@@ -113,7 +119,7 @@ def test_unknown_query_parameter_is_ignored_with_warning(
 def test_prefix_validation_and_query_text() -> None:
     assert validate_prefix("") == ""
     assert validate_prefix("nc_2") == "nc_2"
-    with pytest.raises(ConfigError):
+    with pytest.raises(ValueError):
         validate_prefix("oc_`")
     assert mounts_query("postgres", "nc_") == (
         "SELECT m.user_id, f.path FROM nc_mounts m"
@@ -238,11 +244,11 @@ def test_fetch_mounts_rows(nextcloud_db: SeededDatabase) -> None:
 
     async def scenario() -> None:
         db = open_database(
-            parse_database_url(nextcloud_db.url),
+            nextcloud_db.target,
             nextcloud_db.prefix,
             pool_size=2,
-            timeout=5 * TIMEOUT_SCALE,
-            connect_timeout=3 * TIMEOUT_SCALE,
+            timeout=timeout(5),
+            connect_timeout=timeout(3),
         )
         try:
             assert sorted(await db.fetch_mounts(3)) == [("ann", ""), ("ben", "files/Shared")]
@@ -325,7 +331,7 @@ def test_sqlite_does_not_block_the_event_loop(tmp_path: Path) -> None:
             parse_database_url(f"sqlite://{path}"),
             "oc_",
             pool_size=1,
-            timeout=10 * TIMEOUT_SCALE,
+            timeout=timeout(10),
             connect_timeout=1,
         )
         try:

@@ -10,8 +10,9 @@ import pytest
 import redis
 
 from router.resp_subscriber import Subscription, encode_command
-from shared.config import Config
+from shared.config import parse_redis_url
 from shared.errors import RedisUnavailable
+from shared.redis_connection import RedisTls
 from tests.support.processes import RedisServer, start_redis, timeout
 
 pytestmark = pytest.mark.integration
@@ -29,13 +30,9 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     server.stop()
 
 
-def config() -> Config:
-    return Config(nextcloud_url="http://x", redis_urls=("redis://unused",), workers=1)
-
-
 async def receive_one(url: str, port: int) -> tuple[bytes, bytes]:
     got: asyncio.Queue[tuple[bytes, bytes]] = asyncio.Queue()
-    sub = await Subscription.open(config(), url, ("chan-a", "chan-b"),
+    sub = await Subscription.open(parse_redis_url(url), RedisTls(), ("chan-a", "chan-b"),
                                   lambda c, p: got.put_nowait((c, p)))  # fmt: skip
     try:
         publisher = redis.asyncio.Redis(port=port, password=PASSWORD)
@@ -65,8 +62,8 @@ def test_acl_user_over_unix_socket(secured: RedisServer) -> None:
 
 def test_wrong_password_is_refused_without_echoing_it(secured: RedisServer) -> None:
     async def attempt() -> None:
-        await Subscription.open(config(), f"redis://:wrong-secret@127.0.0.1:{secured.port}/0",
-                                ("c",), lambda c, p: None)  # fmt: skip
+        target = parse_redis_url(f"redis://:wrong-secret@127.0.0.1:{secured.port}/0")
+        await Subscription.open(target, RedisTls(), ("c",), lambda c, p: None)
 
     with pytest.raises(RedisUnavailable) as info:
         asyncio.run(attempt())
@@ -75,8 +72,8 @@ def test_wrong_password_is_refused_without_echoing_it(secured: RedisServer) -> N
 
 def test_no_password_where_one_is_required(secured: RedisServer) -> None:
     async def attempt() -> None:
-        await Subscription.open(config(), f"redis://127.0.0.1:{secured.port}/0", ("c",),
-                                lambda c, p: None)  # fmt: skip
+        target = parse_redis_url(f"redis://127.0.0.1:{secured.port}/0")
+        await Subscription.open(target, RedisTls(), ("c",), lambda c, p: None)
 
     with pytest.raises(RedisUnavailable):
         asyncio.run(attempt())

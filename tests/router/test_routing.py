@@ -10,7 +10,9 @@ import pytest
 from router.links import WorkerLink
 from router.router import Router
 from shared import ipc
-from shared.config import Config
+from shared.config import Config, parse_redis_url
+from shared.messages import MessageKind
+from tests.support.waiting import wait_until
 
 
 class RecordingTransport:
@@ -35,7 +37,7 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 
 
 def make_router(loop: asyncio.AbstractEventLoop) -> tuple[Router, dict[int, RecordingTransport]]:
-    config = Config(nextcloud_url="http://x", redis_urls=("redis://x",), workers=3)
+    config = Config(nextcloud_url="http://x", redis=(parse_redis_url("redis://x"),), workers=3)
     router = Router(config, "/nonexistent/router.sock")
     transports = {}
     for worker in (1, 2, 3):
@@ -47,8 +49,14 @@ def make_router(loop: asyncio.AbstractEventLoop) -> tuple[Router, dict[int, Reco
     return router, transports
 
 
-def delivered(loop: asyncio.AbstractEventLoop, transport: RecordingTransport) -> list[ipc.Message]:
-    loop.run_until_complete(asyncio.sleep(0))  # the per-turn flush
+def flush(router: Router) -> None:
+    """Write what each link queued (the loop does it at the end of the turn)."""
+    for link in router.links.values():
+        link.flush()
+
+
+def delivered(router: Router, transport: RecordingTransport) -> list[ipc.Message]:
+    flush(router)
     return ipc.FrameDecoder().feed(b"".join(transport.chunks))
 
 
@@ -60,9 +68,9 @@ def test_storage_update_reaches_each_worker_once_with_its_users(
     for user, worker in holders.items():
         router.interest.admit(worker, user)
     router.interest.admit(2, "u0")  # u0 also has a connection on worker 2
-    router.route([*holders, "nobody"], ipc.Deliver((), ipc.MessageKind.FILE, (7,), published=1.0))
+    router.route([*holders, "nobody"], ipc.Deliver((), MessageKind.FILE, (7,), published=1.0))
     for worker, transport in transports.items():
-        messages = delivered(loop, transport)
+        messages = delivered(router, transport)
         assert len(messages) == 1, f"worker {worker} got {len(messages)} messages"
         (message,) = messages
         assert isinstance(message, ipc.Deliver) and message.file_ids == (7,)
@@ -78,7 +86,7 @@ def test_event_for_unconnected_user_is_dropped_and_counted(
     router, transports = make_router(loop)
     router.on_redis_message(b"notify_activity", b'{"user": "ghost"}')
     assert router.dropped["no_connection"] == 1
-    assert all(delivered(loop, t) == [] for t in transports.values())
+    assert all(delivered(router, t) == [] for t in transports.values())
 
 
 def test_one_user_event_is_encoded_once_for_all_its_workers(
@@ -88,11 +96,11 @@ def test_one_user_event_is_encoded_once_for_all_its_workers(
     for worker in (1, 3):
         router.interest.admit(worker, "alice")
     router.on_redis_message(b"notify_custom", b'{"user": "alice", "message": "hi"}')
-    loop.run_until_complete(asyncio.sleep(0))  # the per-turn flush
+    flush(router)
     assert transports[1].chunks == transports[3].chunks != []
     assert transports[2].chunks == []
-    (message,) = delivered(loop, transports[1])
-    assert isinstance(message, ipc.Deliver) and message.frame == b"\x81\x02hi"
+    (message,) = delivered(router, transports[1])
+    assert isinstance(message, ipc.Deliver) and message.text == "hi"
 
 
 def test_storage_updates_are_routed_in_published_order(
@@ -102,11 +110,14 @@ def test_storage_updates_are_routed_in_published_order(
     router.interest.admit(1, "alice")
     release_first = asyncio.Event()
 
+    first_started = asyncio.Event()
+
     class SlowFirstMapping:
         """Storage 1 answers only when released; storage 2 at once."""
 
         async def users_for(self, storage: int, path: str) -> list[str]:
             if storage == 1:
+                first_started.set()
                 await release_first.wait()
             return ["alice"]
 
@@ -117,12 +128,11 @@ def test_storage_updates_are_routed_in_published_order(
         for storage, file_id in ((1, 10), (2, 20)):
             payload = f'{{"storage": {storage}, "path": "files/x", "file_id": {file_id}}}'
             router.on_redis_message(b"notify_storage_update", payload.encode())
-        for _ in range(5):
-            await asyncio.sleep(0)
+        await wait_until(first_started.is_set, "the first mapping to start")
+        # The second update waits behind the first instead of overtaking it.
+        assert router.pending_storage_updates == 2
         release_first.set()
-        for _ in range(20):  # a few loop turns: both mappings and the flush
-            await asyncio.sleep(0)
-        assert router.pending_storage_updates == 0
+        await wait_until(lambda: router.pending_storage_updates == 0, "both mappings")
         consumer.cancel()
         return ipc.FrameDecoder().feed(b"".join(transports[1].chunks))
 
@@ -138,6 +148,6 @@ def test_status_after_a_lost_worker_no_longer_counts_its_connections(
     router.interest.admit(3, "bob")
     router.interest.admit(3, "carol")
     router.link_lost(router.links[3])
-    (status,) = delivered(loop, transports[1])
+    (status,) = delivered(router, transports[1])
     assert isinstance(status, ipc.Status)
     assert (status.active_connections, status.workers_linked) == (1, 2)

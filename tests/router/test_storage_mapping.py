@@ -22,8 +22,10 @@ from router.storage_mapping import (
     MappingStatistics,
     StorageMapping,
 )
+from shared.config import load_config, parse_database_url
 from shared.errors import ConfigError, DatabaseUnavailable
-from tests.router.conftest import TIMEOUT_SCALE, SeededDatabase, run
+from tests.router.conftest import SeededDatabase, run
+from tests.support.processes import timeout
 from tests.support.stub_nextcloud.schema import Mount
 
 # -- semantics, on SQLite, PostgreSQL and MariaDB ---------------------------------------
@@ -45,7 +47,7 @@ def test_prefix_match(nextcloud_db: SeededDatabase) -> None:
     nextcloud_db.seed(_standard_mounts())
 
     async def scenario() -> None:
-        mapping = StorageMapping.from_url(nextcloud_db.url, nextcloud_db.prefix)
+        mapping = StorageMapping.from_target(nextcloud_db.target, nextcloud_db.prefix)
         try:
             assert sorted(await mapping.users_for(STORAGE, "files/Shared/a.txt")) == [
                 "alice",
@@ -70,7 +72,7 @@ def test_empty_root_matches_every_path(nextcloud_db: SeededDatabase) -> None:
     nextcloud_db.seed(_standard_mounts())
 
     async def scenario() -> None:
-        mapping = StorageMapping.from_url(nextcloud_db.url, nextcloud_db.prefix)
+        mapping = StorageMapping.from_target(nextcloud_db.target, nextcloud_db.prefix)
         try:
             for path in ("", "files", "files/x/y/z.txt", "cache/123", "ü/ñ"):
                 assert await mapping.users_for(OTHER, path) == ["dave"]
@@ -87,7 +89,7 @@ def test_other_storage_is_not_mixed_in(nextcloud_db: SeededDatabase) -> None:
     nextcloud_db.seed(_standard_mounts())
 
     async def scenario() -> None:
-        mapping = StorageMapping.from_url(nextcloud_db.url, nextcloud_db.prefix)
+        mapping = StorageMapping.from_target(nextcloud_db.target, nextcloud_db.prefix)
         try:
             assert "dave" not in await mapping.users_for(STORAGE, "files/a")
             assert await mapping.users_for(OTHER, "files/Shared/a") == ["dave"]
@@ -106,7 +108,7 @@ def test_many_users(nextcloud_db: SeededDatabase) -> None:
     )
 
     async def scenario() -> None:
-        mapping = StorageMapping.from_url(nextcloud_db.url, nextcloud_db.prefix)
+        mapping = StorageMapping.from_target(nextcloud_db.target, nextcloud_db.prefix)
         try:
             result = await mapping.users_for(20, "files/team/plan.md")
             assert len(result) == 1000
@@ -132,7 +134,7 @@ def test_user_with_two_mounts_appears_once(nextcloud_db: SeededDatabase) -> None
     )
 
     async def scenario() -> None:
-        mapping = StorageMapping.from_url(nextcloud_db.url, nextcloud_db.prefix)
+        mapping = StorageMapping.from_target(nextcloud_db.target, nextcloud_db.prefix)
         try:
             assert sorted(await mapping.users_for(30, "files/A/B/c.txt")) == ["erin", "frank"]
             assert sorted(await mapping.users_for(30, "files/A/x")) == ["erin", "frank"]
@@ -146,7 +148,7 @@ def test_cache_hit_and_miss_counted(nextcloud_db: SeededDatabase) -> None:
     nextcloud_db.seed(_standard_mounts())
 
     async def scenario() -> None:
-        mapping = StorageMapping.from_url(nextcloud_db.url, nextcloud_db.prefix)
+        mapping = StorageMapping.from_target(nextcloud_db.target, nextcloud_db.prefix)
         try:
             assert mapping.statistics() == MappingStatistics(0, 0, 0, True)
             await mapping.users_for(STORAGE, "files/a")
@@ -165,7 +167,7 @@ def test_concurrent_misses_share_one_query(nextcloud_db: SeededDatabase) -> None
     nextcloud_db.seed(_standard_mounts())
 
     async def scenario() -> None:
-        mapping = StorageMapping.from_url(nextcloud_db.url, nextcloud_db.prefix)
+        mapping = StorageMapping.from_target(nextcloud_db.target, nextcloud_db.prefix)
         try:
             results = await asyncio.gather(
                 *(mapping.users_for(STORAGE, "files/Shared/x") for _ in range(25))
@@ -182,7 +184,7 @@ def test_missing_tables_raise_upstream_error(nextcloud_db: SeededDatabase) -> No
     """A prefix with no tables behind it is a query error, counted, not a crash."""
 
     async def scenario() -> None:
-        mapping = StorageMapping.from_url(nextcloud_db.url, "nosuchprefix_")
+        mapping = StorageMapping.from_target(nextcloud_db.target, "nosuchprefix_")
         try:
             with pytest.raises(DatabaseUnavailable):
                 await mapping.users_for(STORAGE, "files/a")
@@ -203,7 +205,7 @@ def test_default_prefix_on_sqlite(tmp_path: Path) -> None:
     with sqlite3.connect(path) as conn:
         schema.create_sqlite(conn)
         schema.seed_sqlite(conn, [Mount("admin", 1, "")])
-    mapping = StorageMapping.from_url(f"sqlite://{path}", "oc_")
+    mapping = StorageMapping.from_target(parse_database_url(f"sqlite://{path}"), "oc_")
 
     async def scenario() -> None:
         try:
@@ -231,9 +233,11 @@ def test_database_down_gives_upstream_error(scheme: str, caplog: pytest.LogCaptu
     caplog.set_level(logging.DEBUG)
 
     async def scenario() -> None:
-        mapping = StorageMapping.from_url(url, "oc_", timeout=2.0, connect_timeout=1.0)
+        mapping = StorageMapping.from_target(
+            parse_database_url(url), "oc_", timeout=2.0, connect_timeout=1.0
+        )
         try:
-            async with asyncio.timeout(10 * TIMEOUT_SCALE):
+            async with asyncio.timeout(timeout(10)):
                 with pytest.raises(DatabaseUnavailable):
                     await mapping.users_for(1, "files/a")
                 # Within the back-off period: refused at once, no second query.
@@ -253,7 +257,7 @@ def test_database_down_gives_upstream_error(scheme: str, caplog: pytest.LogCaptu
 
 def test_sqlite_file_missing_gives_upstream_error_and_creates_nothing(tmp_path: Path) -> None:
     path = tmp_path / "absent.db"
-    mapping = StorageMapping.from_url(f"sqlite://{path}", "oc_")
+    mapping = StorageMapping.from_target(parse_database_url(f"sqlite://{path}"), "oc_")
 
     async def scenario() -> None:
         try:
@@ -268,6 +272,8 @@ def test_sqlite_file_missing_gives_upstream_error_and_creates_nothing(tmp_path: 
 
 # -- configuration -------------------------------------------------------------------------
 
+CONFIG_ENV = {"REDIS_URL": "redis://r", "NEXTCLOUD_URL": "https://cloud.example.com"}
+
 
 @pytest.mark.parametrize(
     "url",
@@ -275,33 +281,39 @@ def test_sqlite_file_missing_gives_upstream_error_and_creates_nothing(tmp_path: 
         "redis://localhost/0",
         "oracle://u:p@h/db",
         "postgres://u:p@h:notaport/db",
-        "sqlite://relative.db",
+        "sqlite:///",
         "mysql://u:p@h:3306/",
         "",
     ],
 )
 def test_bad_url_is_config_error(url: str) -> None:
+    # The configuration parses the URL; the mapping only ever gets a target.
     with pytest.raises(ConfigError) as info:
-        StorageMapping.from_url(url, "oc_")
+        load_config(["--database-url", url], CONFIG_ENV)
     assert info.value.option == "--database-url"
     assert "p@" not in str(info.value)
 
 
 @pytest.mark.parametrize("prefix", ["oc-", "oc_; DROP TABLE x", "o c", "ö_", "x" * 65])
 def test_bad_prefix_is_config_error(prefix: str) -> None:
+    url = "sqlite:///var/lib/nextcloud/data/owncloud.db"
     with pytest.raises(ConfigError) as info:
-        StorageMapping.from_url("sqlite:///var/lib/nextcloud/data/owncloud.db", prefix)
+        load_config(["--database-url", url, "--database-prefix", prefix], CONFIG_ENV)
     assert info.value.option == "--database-prefix"
+    # The mapping refuses it too: the prefix is pasted into SQL.
+    with pytest.raises(ValueError):
+        StorageMapping.from_target(parse_database_url(url), prefix)
 
 
 def test_unused_drivers_are_not_imported() -> None:
     code = (
         "import sys, asyncio\n"
         "from router.storage_mapping import StorageMapping\n"
-        "m = StorageMapping.from_url('sqlite:///nonexistent/x.db', 'oc_')\n"
+        "from shared.config import parse_database_url as url\n"
+        "m = StorageMapping.from_target(url('sqlite:///nonexistent/x.db'), 'oc_')\n"
         "asyncio.run(m.close())\n"
         "assert 'asyncpg' not in sys.modules and 'asyncmy' not in sys.modules, sys.modules\n"
-        "StorageMapping.from_url('postgres://u:p@localhost/db', 'oc_')\n"
+        "StorageMapping.from_target(url('postgres://u:p@localhost/db'), 'oc_')\n"
         "assert 'asyncpg' not in sys.modules  # still lazy until the first query\n"
     )
     root = Path(__file__).resolve().parents[2]

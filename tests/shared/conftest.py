@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.processes import timeout
+
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = Path(__file__).resolve().parent / "configs"
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
-# One scale factor for every deadline in these tests (slow CI machines raise it).
-TIME_SCALE = float(os.environ.get("TEST_TIME_SCALE", "1"))
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def run_cli(*args: str, env: Mapping[str, str] | None = None) -> CliResult:
         env=environ,
         capture_output=True,
         text=True,
-        timeout=60 * TIME_SCALE,
+        timeout=timeout(60),
         check=False,
     )
     return CliResult(done.returncode, done.stdout, done.stderr)
@@ -98,7 +98,7 @@ def redis_server() -> Iterator[RedisServer]:
             wait_for_ping(
                 ["-s", socket_path, "--no-auth-warning", "-a", password],
                 process,
-                time.monotonic() + 10 * TIME_SCALE,
+                time.monotonic() + timeout(10),
             )
             yield RedisServer(socket_path, password)
         finally:

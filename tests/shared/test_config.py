@@ -11,9 +11,9 @@ from shared.config import (
     Config,
     load_config,
     mask_url,
-    normalize_database_url,
-    normalize_redis_url,
+    parse_database_url,
     parse_invocation,
+    parse_redis_url,
 )
 from shared.errors import ConfigError
 from tests.shared.conftest import CONFIGS, run_cli
@@ -217,6 +217,9 @@ BASE_ENV = {
         ({"DATABASE_PREFIX": "oc-"}, [], "DATABASE_PREFIX (environment): 'oc-' may contain"),
         ({"WORKERS": "0"}, [], "WORKERS (environment): 0 is not in 1..1024"),
         ({"DRAIN_TIME": "soon"}, [], "DRAIN_TIME (environment): 'soon' is not a number"),
+        ({"AUTH_TIMEOUT": "0"}, [], "AUTH_TIMEOUT (environment): 0.0 is not more than 0 and at"),
+        ({}, ["--auth-timeout", "3601"], "--auth-timeout (command line): 3601.0 is not more than"),
+        ({}, ["--auth-timeout", "soon"], "--auth-timeout (command line): 'soon' is not a number"),
         ({"ALLOW_SELF_SIGNED": "maybe"}, [], "ALLOW_SELF_SIGNED (environment): 'maybe' is not"),
         ({"MAX_DEBOUNCE_TIME": "1.5"}, [], "MAX_DEBOUNCE_TIME (environment): '1.5' is not"),
         ({}, ["--no-such-option"], "arguments (command line): unrecognized arguments"),
@@ -269,6 +272,7 @@ def test_defaults_and_every_option_from_the_environment(tmp_path: Path) -> None:
     assert defaults["max_connection_time"] == 0
     assert defaults["metrics_port"] is None
     assert defaults["database_prefix"] == "oc_"
+    assert defaults["auth_timeout"] == 15.0
     env = {
         **BASE_ENV,
         "BIND": "127.0.0.1",
@@ -286,6 +290,7 @@ def test_defaults_and_every_option_from_the_environment(tmp_path: Path) -> None:
         "MAX_CONNECTION_TIME": "3600",
         "WORKERS": "3",
         "DRAIN_TIME": "0",
+        "AUTH_TIMEOUT": "2.5",
         "DATABASE_PREFIX": "nc_",
     }
     dumped = run_cli("--dump-config", env=env).json()
@@ -301,8 +306,21 @@ def test_defaults_and_every_option_from_the_environment(tmp_path: Path) -> None:
     assert dumped["no_ansi"] is True
     assert (dumped["max_debounce_time"], dumped["max_connection_time"]) == (5, 3600)
     assert (dumped["workers"], dumped["drain_time"]) == (3, 0.0)
+    assert dumped["auth_timeout"] == 2.5
     assert dumped["database_prefix"] == "nc_"
     assert "dbpw" not in str(dumped) and "redispw" not in str(dumped)
+
+
+def test_dump_has_every_option_once() -> None:
+    keys = set(run_cli("--dump-config", env=BASE_ENV).json())
+    assert keys == {
+        "database_url", "database_prefix", "redis_urls", "redis_tls_cert", "redis_tls_key",
+        "redis_tls_ca", "redis_tls_dont_validate_hostname", "redis_tls_insecure",
+        "nextcloud_url", "bind", "port", "socket_path", "socket_permissions", "metrics_port",
+        "metrics_socket_path", "tls_cert", "tls_key", "allow_self_signed", "user_agent",
+        "log_level", "no_ansi", "workers", "max_debounce_time", "max_connection_time",
+        "debounce_disable", "drain_time", "auth_timeout", "config_file",
+    }  # fmt: skip
 
 
 def test_version_needs_no_configuration() -> None:
@@ -317,7 +335,8 @@ def test_parse_invocation_in_process() -> None:
     assert (version.config, version.show_version) == (None, True)
     run = parse_invocation(["--dump-config"], BASE_ENV)
     assert run.dump_config and run.config is not None
-    assert run.config.database_url == "postgres://nc:dbpw@db:5432/nextcloud"
+    assert run.config.database is not None
+    assert run.config.database.url == "postgres://nc:dbpw@db:5432/nextcloud"
     with pytest.raises(ConfigError) as caught:
         load_config([], {**BASE_ENV, "PORT": "x"})
     assert (caught.value.option, caught.value.source) == ("PORT", "environment")
@@ -347,7 +366,7 @@ def test_config_is_picklable() -> None:
     ],
 )
 def test_database_url_forms(url: str, normalized: str) -> None:
-    assert normalize_database_url(url) == normalized
+    assert parse_database_url(url).url == normalized
 
 
 @pytest.mark.parametrize(
@@ -363,7 +382,7 @@ def test_database_url_forms(url: str, normalized: str) -> None:
     ],
 )
 def test_redis_url_forms(url: str, normalized: str) -> None:
-    assert normalize_redis_url(url) == normalized
+    assert parse_redis_url(url).url == normalized
 
 
 def test_mask_url_hides_every_password() -> None:

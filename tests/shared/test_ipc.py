@@ -11,15 +11,17 @@ from hypothesis import strategies as st
 
 from shared import ipc
 from shared.errors import FrameError
+from shared.messages import MessageKind
+from shared.statistics import WorkerStatistics
 
 MESSAGES: list[ipc.Message] = [
     ipc.Hello(3, 1234, {"alice": 2, "bob": 1}),
     ipc.Release("alice"),
     ipc.ConsumeToken(8, "t" * 32),
-    ipc.Stats({"messages_sent_file": 3.0}),
-    ipc.Deliver(("a", "b"), ipc.MessageKind.FILE, (1, 2**63), None, 12.5),
-    ipc.Deliver(("a",), ipc.MessageKind.FILE),
-    ipc.Deliver(("a",), ipc.MessageKind.CUSTOM, None, b"\x81\x04type", 1.0),
+    ipc.Stats(WorkerStatistics(active_connections=2, messages_sent=[3, 0, 1, 0])),
+    ipc.Deliver(("a", "b"), MessageKind.FILE, (1, 2**63), None, 12.5),
+    ipc.Deliver(("a",), MessageKind.FILE),
+    ipc.Deliver(("a",), MessageKind.CUSTOM, None, 'type {"a":1}', 1.0),
     ipc.Status(True, 10, 3),
     ipc.Control(ipc.ControlAction.LOG_LEVEL, "debug"),
     ipc.CheckLogin(10, "alice", "app-password", "10.0.0.1, 127.0.0.1"),
@@ -40,15 +42,15 @@ def test_every_message_round_trips() -> None:
 
 
 def test_a_template_addressed_to_users_encodes_as_that_deliver() -> None:
-    template = ipc.Deliver((), ipc.MessageKind.FILE, (4, 5), None, 2.5)
-    expected = ipc.Deliver(("a", "b"), ipc.MessageKind.FILE, (4, 5), None, 2.5)
+    template = ipc.Deliver((), MessageKind.FILE, (4, 5), None, 2.5)
+    expected = ipc.Deliver(("a", "b"), MessageKind.FILE, (4, 5), None, 2.5)
     assert ipc.encode_deliver_to(["a", "b"], template) == ipc.encode(expected)
 
 
 def test_a_failed_encode_leaves_nothing_behind_for_the_next() -> None:
     # The packer is shared by every encode in a process: a message it cannot pack
     # must not leave half a body in its buffer for the next frame.
-    bad = ipc.Stats({"x": object()})  # type: ignore[dict-item]
+    bad = ipc.Stats(WorkerStatistics(debounce_base_seconds=object()))  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         ipc.encode(bad)
     assert ipc.FrameDecoder().feed(ipc.encode(MESSAGES[0])) == [MESSAGES[0]]
@@ -81,7 +83,8 @@ def test_oversized_frame_is_refused_before_its_body_arrives() -> None:
         msgpack.packb([ipc.Tag.DELIVER, ["a"], 99, None, None, 0.0]),
         msgpack.packb([ipc.Tag.DELIVER, "a", 0, None, None, 0.0]),
         msgpack.packb([ipc.Tag.DELIVER, ["a", 5], 0, None, None, 0.0]),
-        msgpack.packb([ipc.Tag.DELIVER, ["a"], 3, None, "not bytes", 0.0]),
+        msgpack.packb([ipc.Tag.DELIVER, ["a"], 3, None, b"not text", 0.0]),
+        msgpack.packb([ipc.Tag.STATS, [1, 2]]),
         msgpack.packb([ipc.Tag.HELLO, 1, 2, {"u": "many"}]),
         msgpack.packb([ipc.Tag.STATS, {"x": "y"}]),
         b"\xc1",  # never-used msgpack byte

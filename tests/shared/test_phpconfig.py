@@ -9,14 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.errors import ConfigError
-from shared.phpconfig import (
+from shared.config.phpconfig import (
     PhpArray,
     PhpConstant,
     config_files,
     evaluate_config_php,
     read_nextcloud_config,
 )
+from shared.errors import ConfigError
 
 
 def php(body: str, environ: dict[str, str] | None = None) -> PhpArray:

@@ -14,17 +14,17 @@ from urllib.parse import quote
 
 import pytest
 
-from shared.config import load_config
-from shared.redis_connection import describe_redis_url, parse_redis_url, redis_from_config
+from shared.config import load_config, parse_redis_url
+from shared.redis_connection import RedisTls, redis_from_config
 from tests.shared.conftest import (
     REDIS_CLI,
     REDIS_SERVER,
-    TIME_SCALE,
     RedisServer,
     run_cli,
     wait_for_ping,
 )
 from tests.support.devstack import free_port
+from tests.support.processes import timeout
 
 BASE_ENV = {
     "DATABASE_URL": "sqlite:///tmp/nc.db",
@@ -37,12 +37,12 @@ async def publish_and_receive(
 ) -> bytes:
     """Subscribe through one client, publish through another, return the message body."""
     config = load_config([], {**BASE_ENV, **env, "REDIS_URL": subscriber_url})
-    subscriber = redis_from_config(config, config.redis_urls[0])
-    publisher = redis_from_config(config, publisher_url)
+    subscriber = redis_from_config(config, config.redis[0])
+    publisher = redis_from_config(config, parse_redis_url(publisher_url))
     try:
         async with subscriber.pubsub() as pubsub:
             await pubsub.subscribe("notify_file")
-            deadline = time.monotonic() + 10 * TIME_SCALE
+            deadline = time.monotonic() + timeout(10)
             while time.monotonic() < deadline:
                 await publisher.publish("notify_file", b'{"storage":1,"path":"x"}')
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
@@ -73,7 +73,7 @@ def test_wrong_password_is_refused(redis_server: RedisServer) -> None:
     config = load_config([], {**BASE_ENV, "REDIS_URL": url})
 
     async def ping() -> None:
-        client = redis_from_config(config, url)
+        client = redis_from_config(config, config.redis[0])
         try:
             await client.ping()
         finally:
@@ -120,7 +120,7 @@ def tcp_redis_with_acl_user() -> Iterator[int]:
         )
         try:
             args = ["-p", str(port), "--user", "push", "--pass", "pushpw", "--no-auth-warning"]
-            wait_for_ping(args, process, time.monotonic() + 10 * TIME_SCALE)
+            wait_for_ping(args, process, time.monotonic() + timeout(10))
             yield port
         finally:
             process.terminate()
@@ -134,7 +134,7 @@ def test_tcp_acl_user_and_db_index(tcp_redis_with_acl_user: int) -> None:
     config = load_config([], {**BASE_ENV, "REDIS_URL": url})
 
     async def check() -> int:
-        client = redis_from_config(config, config.redis_urls[0])
+        client = redis_from_config(config, config.redis[0])
         try:
             await client.set("k", "v")
             info = await client.client_info()
@@ -151,7 +151,7 @@ def redis_cluster() -> Iterator[list[int]]:
     """Three cluster-enabled masters, or a skip when no cluster forms within 10 s."""
     if not os.path.exists(REDIS_SERVER) or not os.path.exists(REDIS_CLI):
         pytest.skip("redis-server or redis-cli is not installed")
-    deadline = time.monotonic() + 10 * TIME_SCALE
+    deadline = time.monotonic() + timeout(10)
     with tempfile.TemporaryDirectory(prefix="npg-cluster-") as folder:
         ports = [free_cluster_port() for _ in range(3)]
         processes = []
@@ -196,11 +196,11 @@ def test_cluster_publish_reaches_a_subscriber_on_another_node(redis_cluster: lis
     first, second, _third = redis_cluster
     flags = [arg for port in redis_cluster for arg in ("--redis-url", f"redis://127.0.0.1:{port}")]
     config = load_config(flags, BASE_ENV)
-    assert len(config.redis_urls) == 3
+    assert len(config.redis) == 3
     # Subscribed through the first node, published on the second: the cluster
     # bus carries PUBLISH to every node, which is why one subscription is enough.
     body = asyncio.run(
-        publish_and_receive(config.redis_urls[0], f"redis://127.0.0.1:{second}/0", {})
+        publish_and_receive(config.redis[0].url, f"redis://127.0.0.1:{second}/0", {})
     )
     assert body == b'{"storage":1,"path":"x"}'
     assert first != second
@@ -210,7 +210,7 @@ def test_cluster_settings_from_config_php_are_one_url_per_seed() -> None:
     from tests.shared.conftest import CONFIGS
 
     config = load_config([str(CONFIGS / "constants_and_cluster.php")], {})
-    targets = [parse_redis_url(url) for url in config.redis_urls]
+    targets = config.redis
     assert [(t.host, t.port) for t in targets] == [
         ("node1.example.com", 7000),
         ("node2.example.com", 7001),
@@ -231,7 +231,7 @@ def test_client_settings_for_tls_and_timeouts(tmp_path: os.PathLike[str]) -> Non
         "REDIS_TLS_DONT_VALIDATE_HOSTNAME": "1",
     }
     config = load_config([], env)
-    client = redis_from_config(config, config.redis_urls[0])
+    client = redis_from_config(config, config.redis[0])
     kwargs = client.connection_pool.connection_kwargs
     assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("redis.example.com", 6390, 2)
     assert (kwargs["username"], kwargs["password"]) == ("u", "pw")
@@ -241,14 +241,39 @@ def test_client_settings_for_tls_and_timeouts(tmp_path: os.PathLike[str]) -> Non
     assert kwargs["socket_timeout"] is None
     assert kwargs["socket_connect_timeout"] == 5.0
     insecure = load_config([], {**env, "REDIS_TLS_INSECURE": "1"})
-    kwargs = redis_from_config(insecure, insecure.redis_urls[0]).connection_pool.connection_kwargs
+    kwargs = redis_from_config(insecure, insecure.redis[0]).connection_pool.connection_kwargs
     assert kwargs["ssl_cert_reqs"] == ssl.CERT_NONE
+    assert kwargs["ssl_check_hostname"] is False
+
+
+def test_one_tls_policy_for_both_clients(tmp_path: os.PathLike[str]) -> None:
+    ca = os.path.join(tmp_path, "ca.pem")
+    open(ca, "w").close()
+    env = {**BASE_ENV, "REDIS_URL": "rediss://redis.example.com", "REDIS_TLS_CA": ca}
+    strict = RedisTls.from_config(load_config([], env))
+    assert (strict.cafile, strict.check_hostname, strict.verify_peer) == (ca, True, True)
+    context = RedisTls().context()  # the system's CAs: an empty CA file cannot be loaded
+    assert (context.check_hostname, context.verify_mode) == (True, ssl.CERT_REQUIRED)
+    unchecked = RedisTls.from_config(
+        load_config([], {**env, "REDIS_TLS_DONT_VALIDATE_HOSTNAME": "1"})
+    )
+    assert (unchecked.check_hostname, unchecked.verify_peer) == (False, True)
+    # Insecure means no checks at all, so the hostname check goes too.
+    insecure = RedisTls.from_config(load_config([], {**env, "REDIS_TLS_INSECURE": "1"}))
+    assert (insecure.check_hostname, insecure.verify_peer) == (False, False)
+    context = RedisTls(check_hostname=False, verify_peer=False).context()
+    assert (context.check_hostname, context.verify_mode) == (False, ssl.CERT_NONE)
 
 
 def test_describe_never_shows_the_password() -> None:
-    assert describe_redis_url("redis://u:topsecret@h:1/2") == "redis h:1 db 2 as u with password"
-    assert describe_redis_url("redis+unix:///r.sock?db=1&pass=topsecret") == (
+    def describe(url: str) -> str:
+        return parse_redis_url(url).describe()
+
+    assert describe("redis://u:topsecret@h:1/2") == "redis h:1 db 2 as u with password"
+    assert describe("redis+unix:///r.sock?db=1&pass=topsecret") == (
         "unix:/r.sock db 1 with password"
     )
-    assert describe_redis_url("rediss://[::1]:6390") == "rediss [::1]:6390 db 0"
-    assert "topsecret" not in describe_redis_url("ftp://x:topsecret@h")
+    assert describe("rediss://[::1]:6390") == "rediss [::1]:6390 db 0"
+    with pytest.raises(ValueError) as invalid:
+        parse_redis_url("ftp://x:topsecret@h")
+    assert "topsecret" not in str(invalid.value)

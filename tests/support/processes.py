@@ -1,7 +1,9 @@
 """Real processes for integration tests: redis-server, the stub Nextcloud, the gateway.
 
 Every wait is for a condition with a deadline scaled by ``TIMEOUT_SCALE``
-(env ``TEST_TIMEOUT_SCALE``, for slow machines), never a fixed sleep.
+(env ``TEST_TIMEOUT_SCALE``, for slow machines), never a fixed sleep. It is
+the one scale factor of the whole test suite: other tests take it through
+:func:`timeout`.
 """
 
 from __future__ import annotations

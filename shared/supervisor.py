@@ -6,35 +6,44 @@ SIGINT stop in a fixed, bounded order: workers first (they stop accepting and
 close their clients with 1001 over the drain time), then the router, then
 SIGKILL for anything past the deadline. Signal handlers only record the
 signal; the loop acts on it.
+
+What the children run is injected by the entry point (``shared/__main__.py``
+passes ``run_router`` and ``run_worker``), so this module, like the rest of
+``shared/``, imports nothing from ``router/`` or ``gateway/``; the tests run
+it with dummy targets.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
+import functools
 import gc
 import logging
 import multiprocessing
 import os
-import resource
 import shutil
 import signal
 import socket
-import stat
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.context import ForkProcess
-from typing import Any
+from multiprocessing.sharedctypes import SynchronizedArray
+from typing import TypeAlias
 
-from gateway.worker import bind_tcp, run_worker
-from router.router import run_router
 from shared import logs
 from shared.config import Config
-from shared.errors import ConfigError
 from shared.heartbeat import Heartbeat
+from shared.listener import close_listener, open_listener, raise_file_limit
 
 log = logging.getLogger("supervisor")
+
+# The router process: (config, IPC socket path it listens on, its heartbeat).
+RouterTarget: TypeAlias = Callable[[Config, str, Heartbeat], None]
+# A worker process: (config, worker id 1..N, the router's IPC socket path,
+# its heartbeat, the inherited Unix listener or None to bind TCP itself).
+WorkerTarget: TypeAlias = Callable[[Config, int, str, Heartbeat, socket.socket | None], None]
 
 ROUTER_SLOT = 0
 LOOP_INTERVAL = 0.2
@@ -55,25 +64,36 @@ class Slot:
     name: str = field(default="")
 
 
-def raise_file_limit() -> int:
-    """Raise the soft RLIMIT_NOFILE to the hard limit; returns the new soft limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY:
-        hard = 1_048_576
-    if soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-        except (ValueError, OSError):
-            pass
-    return soft
-
-
 class Supervisor:
-    def __init__(self, config: Config) -> None:
+    """Runs the router in slot 0 and worker ``i`` in slot ``i`` until SIGTERM or SIGINT.
+
+    The timing parameters default to what production uses; tests shorten them.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        router: RouterTarget,
+        worker: WorkerTarget,
+        loop_interval: float = LOOP_INTERVAL,
+        heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
+        startup_grace: float = STARTUP_GRACE,
+        kill_grace: float = KILL_GRACE,
+    ) -> None:
         self.config = config
+        self._router = router
+        self._worker = worker
+        self._loop_interval = loop_interval
+        self._heartbeat_timeout = heartbeat_timeout
+        self._startup_grace = startup_grace
+        self._kill_grace = kill_grace
         self._ctx = multiprocessing.get_context("fork")
-        self._heartbeats: Any = self._ctx.Array(ctypes.c_double, config.workers + 1, lock=False)
+        # One monotonic timestamp per slot in shared memory, without a lock:
+        # each slot has one writer (its child) and one reader (this loop).
+        self._heartbeats: SynchronizedArray[float] = self._ctx.Array(
+            ctypes.c_double, config.workers + 1, lock=False
+        )
         self._slots = [Slot(i, name="router" if i == ROUTER_SLOT else f"worker-{i}")
                        for i in range(config.workers + 1)]  # fmt: skip
         self._stop_signal: int | None = None
@@ -91,7 +111,7 @@ class Supervisor:
             "open-file limit %d per process: about %d connections per worker, %d in all",
             limit, limit - 64, (limit - 64) * self.config.workers,
         )  # fmt: skip
-        self._prepare_listener()
+        self._unix_socket = open_listener(self.config)
         # mkdtemp creates the directory with mode 0700: only our processes reach the IPC socket.
         self._ipc_dir = tempfile.mkdtemp(prefix="notify-push-gateway-")
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -100,65 +120,35 @@ class Supervisor:
                 self._start(slot)
             while self._stop_signal is None:
                 self._check_children()
-                time.sleep(LOOP_INTERVAL)
+                time.sleep(self._loop_interval)
             log.info("signal %d received: shutting down", self._stop_signal)
             self._shutdown()
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             shutil.rmtree(self._ipc_dir, ignore_errors=True)
-            if self.config.socket_path and self._unix_socket is not None:
-                self._unix_socket.close()
-                with contextlib.suppress(OSError):
-                    os.unlink(self.config.socket_path)
+            close_listener(self.config, self._unix_socket)
         return 0
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self._stop_signal = signum
 
-    def _prepare_listener(self) -> None:
-        config = self.config
-        if config.socket_path:
-            path = config.socket_path
-            try:
-                if stat.S_ISSOCK(os.stat(path).st_mode):
-                    os.unlink(path)  # a stale socket from a previous run
-            except FileNotFoundError:
-                pass
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                sock.bind(path)
-            except OSError as exc:
-                raise ConfigError("--socket-path", "config", f"cannot bind {path}: {exc}") from exc
-            os.chmod(path, config.socket_permissions)
-            sock.listen(4096)
-            sock.setblocking(False)
-            self._unix_socket = sock
-            return
-        # Fail early and clearly if the port is taken; workers bind their own sockets.
-        try:
-            bind_tcp(config.bind, config.port).close()
-        except OSError as exc:
-            raise ConfigError(
-                "--port", "config", f"cannot listen on {config.bind}:{config.port}: {exc}"
-            ) from exc
-
     def _start(self, slot: Slot) -> None:
         self._heartbeats[slot.index] = time.monotonic()
         heartbeat = Heartbeat(self._heartbeats, slot.index)
+        run: Callable[[], None]
         if slot.index == ROUTER_SLOT:
-            target: Any = _child(slot.name, run_router, self.config, self.ipc_path, heartbeat)
+            run = functools.partial(self._router, self.config, self.ipc_path, heartbeat)
         else:
-            target = _child(
-                slot.name,
-                run_worker,
+            run = functools.partial(
+                self._worker,
                 self.config,
                 slot.index,
                 self.ipc_path,
                 heartbeat,
                 self._unix_socket,
             )
-        process = self._ctx.Process(target=target, name=slot.name, daemon=False)
+        process = self._ctx.Process(target=_child(slot.name, run), name=slot.name, daemon=False)
         # Objects inherited through fork stay shared (copy-on-write) only while
         # nothing writes to their pages; the collector's bookkeeping would, so
         # they are moved out of its reach first (see the gc module docs).
@@ -177,7 +167,7 @@ class Supervisor:
                 continue
             if process.is_alive():
                 silent = now - self._heartbeats[slot.index]
-                if now - slot.started > STARTUP_GRACE and silent > HEARTBEAT_TIMEOUT:
+                if now - slot.started > self._startup_grace and silent > self._heartbeat_timeout:
                     log.error("%s stopped heartbeating for %.0f s; killing it", slot.name, silent)
                     process.kill()
                 continue
@@ -194,9 +184,9 @@ class Supervisor:
 
     def _shutdown(self) -> None:
         workers = [s for s in self._slots if s.index != ROUTER_SLOT]
-        deadline = time.monotonic() + self.config.drain_time + KILL_GRACE
+        deadline = time.monotonic() + self.config.drain_time + self._kill_grace
         self._stop_and_wait(workers, deadline)
-        self._stop_and_wait([self._slots[ROUTER_SLOT]], time.monotonic() + KILL_GRACE)
+        self._stop_and_wait([self._slots[ROUTER_SLOT]], time.monotonic() + self._kill_grace)
 
     def _stop_and_wait(self, slots: list[Slot], deadline: float) -> None:
         running = [s.process for s in slots if s.process is not None]
@@ -224,7 +214,7 @@ def _set_process_name(name: str) -> None:
         pass  # cosmetic only
 
 
-def _child(name: str, function: Any, *args: Any) -> Any:
+def _child(name: str, run: Callable[[], None]) -> Callable[[], None]:
     """Wrap a child entry point: name, default signal dispositions, then run it."""
 
     def main() -> None:
@@ -234,19 +224,17 @@ def _child(name: str, function: Any, *args: Any) -> Any:
         # installs its own on its event loop.
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
-        function(*args)
+        run()
 
     return main
 
 
-def run_supervisor(config: Config) -> int:
-    if config.database_url is not None:
-        # Raises ConfigError (exit 2) before any child starts: a router that
-        # lacks its driver would otherwise be restarted forever.
-        from router.databases import parse_database_url, require_driver
+def run_supervisor(config: Config, *, router: RouterTarget, worker: WorkerTarget) -> int:
+    """Run the router and the workers until SIGTERM or SIGINT; returns the exit status.
 
-        require_driver(parse_database_url(config.database_url, warn=False))
+    Raises ConfigError when the public listener cannot be bound.
+    """
     # No collections in the parent: children inherit its objects untouched.
     gc.disable()
     logs.setup_logging(config.log_level, "supervisor")
-    return Supervisor(config).run()
+    return Supervisor(config, router=router, worker=worker).run()
