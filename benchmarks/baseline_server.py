@@ -4,7 +4,7 @@ One process, the websockets package's high-level asyncio server (a coroutine
 per connection), its own Redis subscription, logins checked with Nextcloud over
 HTTP (aiohttp), per-user connection sets and ``websockets.asyncio.server.broadcast``
 for fan-out. Storage updates are mapped to users with the SQLite query of
-PROTOCOL.md section 3 behind a simple per-storage cache. No debounce.
+docs/PROTOCOL.md section 3 behind a simple per-storage cache. No debounce.
 
 It is deliberately the implementation a competent engineer writes first, not a
 strawman: the gateway's benchmark figures are reported as ratios to it.

@@ -1,4 +1,4 @@
-"""The self-test endpoints ``occ notify_push:setup`` uses (PROTOCOL.md section 5).
+"""The self-test endpoints ``occ notify_push:setup`` uses (docs/PROTOCOL.md section 5).
 
 Workers receive the HTTP requests and forward them here, because only the
 router holds Redis, the database and the test cookie. Every request needs a

@@ -1,4 +1,4 @@
-"""Which users see a change on a storage (PROTOCOL.md section 3).
+"""Which users see a change on a storage (docs/PROTOCOL.md section 3).
 
 A ``notify_storage_update`` event names a storage and a path; the users to
 notify are those with a mount on that storage whose root path is a plain

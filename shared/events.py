@@ -1,4 +1,4 @@
-"""Events the Nextcloud app publishes on Redis (PROTOCOL.md section 1), decoded and validated.
+"""Events the Nextcloud app publishes on Redis (docs/PROTOCOL.md section 1), decoded and validated.
 
 :func:`decode_event` is the only place that looks at raw payloads: it returns a
 frozen dataclass or raises :class:`shared.errors.EventError` naming the channel.

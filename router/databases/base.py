@@ -42,7 +42,7 @@ class Database(Protocol):
 
 
 def mounts_query(dialect: Dialect, prefix: str) -> str:
-    """The query of PROTOCOL.md section 3 with the prefix and the dialect's placeholder."""
+    """The query of docs/PROTOCOL.md section 3 with the prefix and the dialect's placeholder."""
     placeholder = {"postgres": "$1", "mysql": "%s", "sqlite": "?"}[dialect]
     prefix = validate_prefix(prefix)
     # S608: the only interpolated text is the validated prefix and a fixed placeholder.

@@ -2,7 +2,7 @@
 
 Sources, strongest first: the command line, the environment, Nextcloud's
 config.php (the positional argument), the :class:`Config` field defaults,
-exactly as notify_push reads them (PROTOCOL.md section 7). Invalid or missing
+exactly as notify_push reads them (docs/PROTOCOL.md section 7). Invalid or missing
 values raise :class:`shared.errors.ConfigError` naming the option and where it
 came from; only ``__main__`` turns that into an exit code.
 """

@@ -1,6 +1,6 @@
 """Nextcloud's config.php entries translated into the gateway's option values.
 
-As notify_push reads them (PROTOCOL.md section 7): the ``db*`` keys give the
+As notify_push reads them (docs/PROTOCOL.md section 7): the ``db*`` keys give the
 database, ``dbtableprefix`` the prefix, ``overwrite.cli.url`` the Nextcloud
 URL, and ``notify_push_redis``, else ``redis.cluster``, else ``redis`` the
 Redis servers and their TLS settings. Every failure raises

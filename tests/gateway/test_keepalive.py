@@ -25,10 +25,11 @@ T = TypeVar("T")
 
 
 class Harness:
-    def __init__(self) -> None:
+    def __init__(self, max_connection_time: int = 0) -> None:
         config = Config(nextcloud_url="http://127.0.0.1:9",
                         redis=(parse_redis_url("redis://127.0.0.1:9"),),
-                        workers=1, bind="127.0.0.1")  # fmt: skip
+                        workers=1, bind="127.0.0.1",
+                        max_connection_time=max_connection_time)  # fmt: skip
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
@@ -186,3 +187,21 @@ def test_no_task_or_coroutine_per_open_connection(harness: Harness) -> None:
     # Each login ran as a short task that ended with it; nothing stays per connection.
     wait_for(lambda: tasks() == idle, 5, "the login tasks to finish")
     assert harness.call(lambda: harness.worker.connections) == 50
+
+
+def test_closed_connections_leave_nothing_in_the_worker_timers() -> None:
+    # With MAX_CONNECTION_TIME set, reconnect churn must not grow the deadline
+    # queues: a closed connection is forgotten at once, not at its deadline.
+    harness = Harness(max_connection_time=3600)
+    try:
+        for i in range(20):
+            harness.logged_in(f"churn{i}").close()
+            harness.connect().close()  # never logs in: only in the auth deadlines
+        wait_for(lambda: harness.call(lambda: harness.worker.unauthenticated) == 0
+                 and harness.call(lambda: harness.worker.connections) == 0,
+                 5, "every connection to be closed")  # fmt: skip
+        worker = harness.worker
+        assert harness.call(lambda: len(worker._max_time or ())) == 0
+        assert harness.call(lambda: len(worker._auth_deadlines)) == 0
+    finally:
+        harness.close()

@@ -33,3 +33,24 @@ def test_new_member_waits_a_full_interval_for_its_first_visit() -> None:
     wheel.add("a")
     first = next(i for i in range(1, 31) if "a" in wheel.advance())
     assert first == 30
+
+
+def test_a_removed_item_is_forgotten_at_once_not_at_its_deadline() -> None:
+    deadlines: Deadlines[str] = Deadlines(3600)
+    for i in range(1000):
+        deadlines.add(f"closed-{i}", now=0)
+    deadlines.add("open", now=0)
+    for i in range(1000):
+        deadlines.remove(f"closed-{i}")
+    deadlines.remove("never-added")
+    assert len(deadlines) == 1
+    assert deadlines.pop_due(3600) == ["open"]
+
+
+def test_an_item_added_again_expires_last() -> None:
+    deadlines: Deadlines[str] = Deadlines(10)
+    deadlines.add("a", now=0)
+    deadlines.add("b", now=1)
+    deadlines.add("a", now=2)
+    assert deadlines.pop_due(11) == ["b"]
+    assert deadlines.pop_due(12) == ["a"]

@@ -61,16 +61,26 @@ def test_max_connection_time_closes_the_connection(
     assert client.wait_closed(seconds=10) == 1000
 
 
+@pytest.fixture(scope="module")
+def impatient(
+    workdir: Path, redis_server: RedisServer, stub: Stub, database: Path
+) -> Iterator[Gateway]:
+    """A gateway that waits only a second for logins, instead of the real 15 s."""
+    gw = ready_gateway(workdir, redis_server, stub, database, 2, env={"AUTH_TIMEOUT": "1"})
+    yield gw
+    assert gw.stop() == 0, gw.log()
+
+
 def test_silent_client_gets_authentication_timeout(
-    short_lived: Gateway, clients: contextlib.ExitStack
+    impatient: Gateway, clients: contextlib.ExitStack
 ) -> None:
-    client = Client(clients, short_lived.ws_url)
+    client = Client(clients, impatient.ws_url)
     client.send("alice")  # and never the password
     assert client.recv(seconds=30) == "Authentication timeout"
     assert client.wait_closed() is not None
 
 
-def test_connection_that_never_completes_the_handshake_is_closed(short_lived: Gateway) -> None:
-    with socket.create_connection(("127.0.0.1", short_lived.port), timeout=30) as sock:
+def test_connection_that_never_completes_the_handshake_is_closed(impatient: Gateway) -> None:
+    with socket.create_connection(("127.0.0.1", impatient.port), timeout=30) as sock:
         sock.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\n")  # head never finished
         assert sock.recv(1024) == b""  # closed by the server after the auth timeout

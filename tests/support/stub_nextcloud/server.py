@@ -1,7 +1,7 @@
 """A stub Nextcloud for development, tests and benchmarks.
 
 It answers the few endpoints of the notify_push app that the gateway calls
-(PROTOCOL.md sections 2 and 5) from an in-memory user table, and can create
+(docs/PROTOCOL.md sections 2 and 5) from an in-memory user table, and can create
 the Nextcloud tables with demo mounts in a SQLite file (:mod:`.schema`). It
 is not Nextcloud; it exists because Nextcloud cannot run here.
 """
