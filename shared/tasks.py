@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any
 
 
 class TaskSet:
@@ -26,26 +25,26 @@ class TaskSet:
         what: str,
         on_essential_exit: Callable[[str], None] | None = None,
     ) -> None:
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._essential: dict[asyncio.Task[Any], str] = {}
+        self._tasks: set[asyncio.Task[object]] = set()
+        self._essential: dict[asyncio.Task[object], str] = {}
         self._log = log
         self._what = what
         self._on_essential_exit = on_essential_exit
         self._cancelling = False
 
-    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+    def spawn(self, coro: Coroutine[object, None, object]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._done)
 
-    def spawn_essential(self, name: str, coro: Coroutine[Any, Any, Any]) -> None:
+    def spawn_essential(self, name: str, coro: Coroutine[object, None, object]) -> None:
         """Start one of the process's own loops: its end, whatever the cause, stops the process."""
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         self._essential[task] = name
         task.add_done_callback(self._done)
 
-    def _done(self, task: asyncio.Task[Any]) -> None:
+    def _done(self, task: asyncio.Task[object]) -> None:
         self._tasks.discard(task)
         failed = not task.cancelled() and task.exception() is not None
         if failed:

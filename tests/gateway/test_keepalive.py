@@ -16,10 +16,12 @@ from typing import Any, TypeVar
 import pytest
 
 from gateway.connection import ClientConnection
+from gateway.session import SessionState
 from gateway.worker import PING_INTERVAL, Worker
 from shared.config import Config, parse_redis_url
 from tests.support.processes import timeout, wait_for
 from tests.support.rawws import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, RawClient
+from tests.support.waiting import wait_until
 
 T = TypeVar("T")
 
@@ -88,8 +90,10 @@ class Harness:
             self.server.close()
             for conn in self.accepted:
                 conn.abort()
-            for _ in range(3):  # let the transports run their connection_lost
-                await asyncio.sleep(0)
+            await wait_until(
+                lambda: all(c.state is SessionState.CLOSED for c in self.accepted),
+                "every transport's connection_lost",
+            )
 
         self.run(shut)
         self.loop.call_soon_threadsafe(self.loop.stop)
