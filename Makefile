@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint unit integration bench clean
+.PHONY: install run test lint unit integration bench clean deploy-check
 
 install: $(STAMP)
 
@@ -31,6 +31,10 @@ unit: install
 
 integration: install
 	$(BIN)/pytest -m integration
+
+# The Kubernetes manifests only: render, validate offline, check (also part of `make test`).
+deploy-check: install
+	$(BIN)/pytest tests/deploy -q
 
 bench: install
 	$(BIN)/python -m pip install --quiet -e '.[bench]'

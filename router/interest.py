@@ -28,6 +28,11 @@ class InterestTable:
         self._by_user: dict[str, Entry] = {}
         self._connections = 0
 
+    @property
+    def limit(self) -> int:
+        """Connections one user may hold."""
+        return self._limit
+
     def admit(self, worker: int, user: str) -> bool:
         """Count one more connection of ``user`` on ``worker``, unless the limit is reached."""
         if self.connections_of(user) >= self._limit:
@@ -88,6 +93,13 @@ class InterestTable:
         if entry is None:
             return 0
         return 1 if type(entry) is int else sum(entry.values())  # type: ignore[union-attr]
+
+    def connections_by_user(self) -> dict[str, int]:
+        """Every user's connections over all workers (a full re-registration in Redis)."""
+        return {
+            user: 1 if type(entry) is int else sum(entry.values())  # type: ignore[union-attr]
+            for user, entry in self._by_user.items()
+        }
 
     @property
     def active_connections(self) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import logging
 import os
 import sys
@@ -20,7 +19,6 @@ from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import generate_latest
 
@@ -29,15 +27,22 @@ from router.links import WorkerLink, make_link_factory
 from router.preauth import TokenStore
 from router.redis_listener import RedisListener
 from router.self_test import SelfTest, check_app_version
+from router.shared_state import REFRESH_INTERVAL, SharedState
 from shared import events as ev
 from shared import ipc, logs
 from shared.config import Config
-from shared.errors import DatabaseUnavailable, EventError, LoginRefused, NextcloudUnavailable
+from shared.errors import (
+    DatabaseUnavailable,
+    EventError,
+    LoginRefused,
+    NextcloudUnavailable,
+    RedisUnavailable,
+)
 from shared.heartbeat import Heartbeat
 from shared.messages import MessageKind
 from shared.metrics import GatewayView, make_registry
 from shared.nextcloud import INVALID_CREDENTIALS, NextcloudClient
-from shared.redis_connection import redis_from_config
+from shared.redis_connection import KeyValueClient, key_value_client
 from shared.statistics import WorkerStatistics
 from shared.tasks import TaskSet
 from shared.tls import server_tls_context
@@ -52,6 +57,7 @@ STATUS_INTERVAL = 1.0
 # does not answer within this is treated as down rather than waited on forever.
 KV_READ_TIMEOUT = 5.0
 TOO_MANY_CONNECTIONS = "Too many connections for this user"
+REDIS_UNAVAILABLE = "Push server unavailable: Redis is not reachable"
 # Storage updates waiting for the mapping; beyond this they are dropped and
 # counted, so a slow database cannot make the router queue without bound.
 MAX_PENDING_MAPPINGS = 256
@@ -92,7 +98,10 @@ class Router:
         self._storage_updates: deque[tuple[ev.StorageUpdate, float]] = deque()
         self._storage_update_arrived = asyncio.Event()
         self._server: asyncio.AbstractServer | None = None
-        self._kv: aioredis.Redis | None = None
+        # Keys and scripts (not the subscription): shared with the other instances.
+        self._kv: KeyValueClient = key_value_client(config, read_timeout=KV_READ_TIMEOUT)
+        self.shared = SharedState(self._kv, config.redis_key_prefix, self.interest.limit)
+        self._refresh_now = asyncio.Event()
 
     # --- lifecycle -------------------------------------------------------
     async def run(self, heartbeat: Heartbeat | None) -> None:
@@ -102,7 +111,7 @@ class Router:
             self._tasks.spawn_essential("storage mapping", self._map_storage_updates_forever())
         self.self_test = SelfTest(
             self.nextcloud,
-            self.kv,
+            self._kv,
             lambda: self.test_cookie,
             self.mapping.root_user_count if self.mapping is not None else None,
         )
@@ -115,7 +124,8 @@ class Router:
         log.info("router listening for workers on %s", self.socket_path)
         self._tasks.spawn_essential("redis subscription", self.listener.run())
         self._tasks.spawn_essential("status", self._periodic(heartbeat))
-        self._tasks.spawn(check_app_version(self.nextcloud, self.kv))
+        self._tasks.spawn_essential("shared state", self._share_state_forever())
+        self._tasks.spawn(check_app_version(self.nextcloud, self._kv))
         metrics_runner = await self._serve_metrics()
         await self._stop.wait()
         log.info("router stopping")
@@ -123,8 +133,8 @@ class Router:
         await self._tasks.cancel_all()
         if self.mapping is not None:
             await self.mapping.close()
-        if self._kv is not None:
-            await self._kv.aclose()
+        await self.shared.leave(self.interest.connections_by_user())
+        await self._kv.aclose()
         await self.nextcloud.close()
         if metrics_runner is not None:
             await metrics_runner.cleanup()
@@ -137,13 +147,14 @@ class Router:
         self.failure = name
         self._stop.set()
 
-    async def kv(self) -> aioredis.Redis:
-        """The router's regular (non-subscribed) Redis client, for keys."""
-        if self._kv is None:
-            self._kv = redis_from_config(
-                self.config, self.config.redis[0], read_timeout=KV_READ_TIMEOUT
-            )
-        return self._kv
+    async def _share_state_forever(self) -> None:
+        """Keep this instance registered, and its counts right, in Redis."""
+        while True:
+            self._refresh_now.clear()
+            with contextlib.suppress(RedisUnavailable):  # logged by the shared state
+                await self.shared.refresh(self.interest.connections_by_user)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._refresh_now.wait(), REFRESH_INTERVAL)
 
     async def _periodic(self, heartbeat: Heartbeat | None) -> None:
         while True:
@@ -160,6 +171,7 @@ class Router:
             old.close()
         self.links[hello.worker_id] = link
         self.interest.replace_worker(hello.worker_id, hello.users)
+        self._recount_in_redis()
         log.info(
             "worker %d (pid %d) linked with %d users",
             hello.worker_id, hello.pid, len(hello.users),
@@ -175,8 +187,14 @@ class Router:
         # Its connections are gone or will be re-registered by its next Hello;
         # dropped first, so the Status below no longer counts them.
         self.interest.drop_worker(worker)
+        self._recount_in_redis()
         self._broadcast_status()
         log.warning("worker %d link lost", worker)
+
+    def _recount_in_redis(self) -> None:
+        """A worker's share changed wholesale: register every count again, soon."""
+        self.shared.mark_stale()
+        self._refresh_now.set()
 
     def link_message(self, link: WorkerLink, message: ipc.Message) -> None:
         worker = link.worker_id
@@ -184,9 +202,13 @@ class Router:
         match message:
             case ipc.Release(user):
                 self.interest.release(worker, user)
+                self.shared.release(user)
             case ipc.ConsumeToken(request_id, token):
                 owner = self.tokens.consume(token, time.monotonic())
-                link.send(self._admission(worker, request_id, owner, INVALID_CREDENTIALS))
+                if owner is None:
+                    link.send(ipc.LoginResult(request_id, None, INVALID_CREDENTIALS))
+                else:
+                    self._tasks.spawn(self._admit(link, request_id, owner, token))
             case ipc.Stats(values):
                 self.worker_stats[worker] = values
             case ipc.HttpQuery():
@@ -202,20 +224,35 @@ class Router:
         except (LoginRefused, NextcloudUnavailable) as exc:
             link.send(ipc.LoginResult(check.request_id, None, exc.reason))
             return
+        await self._admit(link, check.request_id, user, None)
+
+    async def _admit(self, link: WorkerLink, request_id: int, user: str, token: str | None) -> None:
+        """Admit a verified ``user`` on ``link``'s worker under the per-user limit.
+
+        The limit holds on this instance (the interest table) and over every
+        instance (one claim in Redis, which also uses up a pre-auth ``token``).
+        """
         worker = link.worker_id
         if worker is None or self.links.get(worker) is not link:
             return  # that link is gone; the worker's request failed with it
-        link.send(self._admission(worker, check.request_id, user, ""))
-
-    def _admission(
-        self, worker: int, request_id: int, user: str | None, refusal: str
-    ) -> ipc.LoginResult:
-        """Admit a verified ``user`` on ``worker`` under the per-user limit."""
-        if user is None:
-            return ipc.LoginResult(request_id, None, refusal)
         if not self.interest.admit(worker, user):
-            return ipc.LoginResult(request_id, None, TOO_MANY_CONNECTIONS)
-        return ipc.LoginResult(request_id, user, "")
+            link.send(ipc.LoginResult(request_id, None, TOO_MANY_CONNECTIONS))
+            return
+        try:
+            claimed = await self.shared.admit(user, token)
+        except RedisUnavailable:
+            claimed = None
+        if claimed == 1 and self.links.get(worker) is link:
+            link.send(ipc.LoginResult(request_id, user, ""))
+            return
+        self.interest.release(worker, user)
+        if claimed == 1:
+            self.shared.release(user)  # admitted, but the worker's link went meanwhile
+            return
+        refusal = {None: REDIS_UNAVAILABLE, 0: TOO_MANY_CONNECTIONS}.get(
+            claimed, INVALID_CREDENTIALS
+        )
+        link.send(ipc.LoginResult(request_id, None, refusal))
 
     async def _answer_http(self, link: WorkerLink, query: ipc.HttpQuery) -> None:
         answer = await self.self_test.answer(query.method, query.path, query.token)
@@ -418,11 +455,9 @@ class Router:
         return runner
 
     async def _publish_metrics(self) -> None:
-        try:
-            client = await self.kv()
-            await client.set("notify_push_metrics", json.dumps(self.metrics_snapshot()))
-        except Exception as exc:  # Redis errors and OSError alike: report, never crash
-            log.warning("could not store metrics in Redis: %s", exc.__class__.__name__)
+        # The sums over every live instance; whichever answers last stores them all.
+        with contextlib.suppress(RedisUnavailable):  # logged by the shared state
+            await self.shared.store_metrics(self.metrics_snapshot())
 
 
 def _make_mapping(config: Config) -> StorageMapping:

@@ -14,11 +14,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
-
 from shared.config import COMPATIBLE_NOTIFY_PUSH_VERSION
 from shared.errors import DatabaseUnavailable, NextcloudUnavailable
 from shared.nextcloud import NextcloudClient
+from shared.redis_connection import KeyValueClient
 
 log = logging.getLogger("router.self_test")
 
@@ -33,7 +32,7 @@ class SelfTest:
     def __init__(
         self,
         nextcloud: NextcloudClient,
-        redis_client: Callable[[], Awaitable[aioredis.Redis]],
+        redis_client: KeyValueClient,
         test_cookie: Callable[[], int],
         root_user_count: Callable[[int], Awaitable[int]] | None,
     ) -> None:
@@ -69,7 +68,7 @@ class SelfTest:
         if not token:
             return False
         try:
-            client = await self._redis()
+            client = self._redis
             expected = await client.get("test-token")
         except Exception as exc:  # any Redis failure means: cannot verify
             log.warning("cannot read test-token from Redis: %s", exc.__class__.__name__)
@@ -104,7 +103,7 @@ class SelfTest:
 
     async def _set_version(self) -> Answer:
         try:
-            client = await self._redis()
+            client = self._redis
             await client.set("notify_push_version", COMPATIBLE_NOTIFY_PUSH_VERSION)
         except Exception as exc:  # report, never crash the router
             log.warning("cannot set notify_push_version: %s", exc.__class__.__name__)
@@ -112,16 +111,14 @@ class SelfTest:
         return Answer(200, "set")
 
 
-async def check_app_version(
-    nextcloud: NextcloudClient, redis_client: Callable[[], Awaitable[aioredis.Redis]]
-) -> None:
+async def check_app_version(nextcloud: NextcloudClient, redis_client: KeyValueClient) -> None:
     """Warn when the Nextcloud app's major.minor version differs from ours.
 
     Asking the app for ``test/version`` makes it SET ``notify_push_app_version``.
     """
     try:
         await nextcloud.get_app_endpoint("test/version", {})
-        client = await redis_client()
+        client = redis_client
         raw = await client.get("notify_push_app_version")
     except Exception as exc:  # start-up check only: never fatal
         log.warning("could not check the Nextcloud app version: %s", exc.__class__.__name__)

@@ -7,12 +7,17 @@ node (trying each ``--redis-url`` in turn) is all a cluster needs.
 
 from __future__ import annotations
 
+import logging
 import ssl
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from shared.config import Config, RedisTarget
+
+log = logging.getLogger("shared.redis")
 
 # Long enough for a TLS handshake across a data centre, short enough that a
 # dead node is skipped quickly when the router tries the next one.
@@ -91,4 +96,50 @@ def redis_from_config(
         ssl_ca_certs=tls.cafile,
         ssl_check_hostname=tls.check_hostname,
         ssl_cert_reqs=tls.cert_reqs,
+    )
+
+
+#: The client for keys and scripts: one node, or a Redis Cluster client that
+#: routes each command to the node of its key's slot.
+KeyValueClient: TypeAlias = aioredis.Redis | RedisCluster
+
+
+def is_cluster(config: Config) -> bool:
+    """Several Redis URLs are the seeds of one Redis Cluster (as ``redis.cluster`` seeds are)."""
+    return len(config.redis) > 1
+
+
+def key_value_client(config: Config, *, read_timeout: float) -> KeyValueClient:
+    """The client for the gateway's keys: a cluster client when :func:`is_cluster`.
+
+    A cluster has only database 0: a database index in a seed's URL is
+    ignored with a warning (as notify_push does since its issue 378).
+    No I/O happens here.
+    """
+    if not is_cluster(config):
+        return redis_from_config(config, config.redis[0], read_timeout=read_timeout)
+    if any(target.db for target in config.redis):
+        log.warning("ignoring the database index of the Redis URLs: a Redis Cluster has only 0")
+    first = config.redis[0]
+    tls = RedisTls.from_config(config) if first.tls else RedisTls()
+    return RedisCluster(
+        startup_nodes=[
+            ClusterNode(target.host or "localhost", target.port or 6379)
+            for target in config.redis
+            if target.unix_socket_path is None
+        ],
+        username=first.username,
+        password=first.password,
+        socket_timeout=read_timeout,
+        socket_connect_timeout=CONNECT_TIMEOUT,
+        decode_responses=False,
+        ssl=first.tls,
+        ssl_certfile=tls.certfile,
+        ssl_keyfile=tls.keyfile,
+        ssl_ca_certs=tls.cafile,
+        ssl_check_hostname=tls.check_hostname,
+        ssl_cert_reqs=tls.cert_reqs,
+        # A node that is down must fail a login within its claim's deadline,
+        # not after ten rounds of rediscovery.
+        cluster_error_retry_attempts=1,
     )

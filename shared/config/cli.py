@@ -87,6 +87,7 @@ _OPTIONS = (
         switch=True,
     ),
     _Option("--redis-tls-insecure", "REDIS_TLS_INSECURE", as_bool, switch=True),
+    _Option("--redis-key-prefix", "REDIS_KEY_PREFIX", as_text),
     _Option("--nextcloud-url", "NEXTCLOUD_URL", as_nextcloud_url, required="Nextcloud URL"),
     _Option("--port", "PORT", as_int, short="-p"),
     _Option("--metrics-port", "METRICS_PORT", as_int, short="-m"),

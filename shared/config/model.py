@@ -79,6 +79,17 @@ def _prefix_problem(value: object) -> str | None:
     return None
 
 
+def _key_prefix_problem(value: object) -> str | None:
+    text = str(value)
+    # Braces would make the prefix a Redis Cluster hash tag and move keys that
+    # must share a slot apart; whitespace and control bytes make keys unreadable.
+    if not 0 < len(text) <= 64 or any(
+        c in "{}" or not c.isprintable() or c.isspace() for c in text
+    ):
+        return f"{text!r} must be 1 to 64 printable characters without spaces or braces"
+    return None
+
+
 def _log_level_problem(value: object) -> str | None:
     if value in LOG_LEVELS:
         return None
@@ -120,6 +131,10 @@ class Config:
     redis_tls_ca: str | None = None
     redis_tls_dont_validate_hostname: bool = False
     redis_tls_insecure: bool = False
+    # Every key the gateway writes starts with this (several instances share them).
+    redis_key_prefix: str = field(
+        default="notify_push_gateway:", metadata={_CHECK: _key_prefix_problem}
+    )
     bind: str = field(default_factory=default_bind)
     port: int = field(default=7867, metadata=_PORT)
     socket_path: str | None = None

@@ -33,6 +33,12 @@ def test_gateway_survives_a_redis_restart(
         own.stop()
         wait_for(lambda: http_get(f"{gateway.http_url}/readyz")[0] == 503, 30, "/readyz 503")
         assert "not subscribed to redis" in http_get(f"{gateway.http_url}/readyz")[1]
+        # A login needs its claim in Redis: refused clearly, in bounded time.
+        late = Client(clients, gateway.ws_url)
+        assert (
+            late.login("bob", USERS["bob"])
+            == "err: Push server unavailable: Redis is not reachable"
+        )
         # The same port again, as a restarted Redis would be.
         restarted = subprocess.Popen(
             ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",

@@ -315,7 +315,7 @@ def test_dump_has_every_option_once() -> None:
     keys = set(run_cli("--dump-config", env=BASE_ENV).json())
     assert keys == {
         "database_url", "database_prefix", "redis_urls", "redis_tls_cert", "redis_tls_key",
-        "redis_tls_ca", "redis_tls_dont_validate_hostname", "redis_tls_insecure",
+        "redis_tls_ca", "redis_tls_dont_validate_hostname", "redis_tls_insecure", "redis_key_prefix",
         "nextcloud_url", "bind", "port", "socket_path", "socket_permissions", "metrics_port",
         "metrics_socket_path", "tls_cert", "tls_key", "allow_self_signed", "user_agent",
         "log_level", "no_ansi", "workers", "max_debounce_time", "max_connection_time",
@@ -390,3 +390,14 @@ def test_mask_url_hides_every_password() -> None:
     assert mask_url("postgres://u:pw@h:5432/x") == "postgres://u:***@h:5432/x"
     assert mask_url("redis://:pw@h:6379/0") == "redis://:***@h:6379/0"
     assert mask_url("sqlite:///a/b.db") == "sqlite:///a/b.db"
+
+
+def test_redis_key_prefix_default_and_its_rules() -> None:
+    assert (
+        run_cli("--dump-config", env=BASE_ENV).json()["redis_key_prefix"] == "notify_push_gateway:"
+    )
+    env = {**BASE_ENV, "REDIS_KEY_PREFIX": "push-a:"}
+    assert run_cli("--dump-config", env=env).json()["redis_key_prefix"] == "push-a:"
+    for bad in ("has{tag}", "with space", "x" * 65):
+        result = run_cli("--dump-config", env={**BASE_ENV, "REDIS_KEY_PREFIX": bad})
+        assert result.returncode == 2 and "REDIS_KEY_PREFIX" in result.stderr, bad

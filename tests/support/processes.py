@@ -189,6 +189,9 @@ def start_gateway(
     port = free_port()
     log_path = workdir / f"gateway-{port}.log"
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS", "DATABASE"))}
+    # Gateways of different tests share the session's Redis: each gets keys of
+    # its own unless a test makes several act as one (same prefix).
+    full_env["REDIS_KEY_PREFIX"] = f"test-gateway-{port}:"
     full_env.update(env or {})
     command = [
         str(Path(sys.executable).with_name("notify-push-gateway")),
