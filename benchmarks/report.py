@@ -65,7 +65,9 @@ HEADLINES: list[tuple[str, str, str]] = [
     ("connect", "preauth.logins_per_s", "connect: pre-auth logins/s"),
     ("connect", "preauth.cpu_ms_per_login", "connect: pre-auth server CPU ms/login"),
     ("connect", "password.logins_per_s", "connect: password logins/s"),
+    ("connect", "preauth.redis_cpu_ms_per_login", "connect: pre-auth Redis CPU ms/login"),
     ("connect", "password.cpu_ms_per_login", "connect: password server CPU ms/login"),
+    ("connect", "password.redis_cpu_ms_per_login", "connect: password Redis CPU ms/login"),
     ("connect", "password.nextcloud_requests", "connect: password requests to Nextcloud"),
 ]
 

@@ -82,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--insecure", action="store_true", help="wss: do not verify the certificate")
     t.add_argument("--gateway-workers", type=int, default=3)
     t.add_argument(
+        "--gateway-instances", type=int, default=1,
+        help="gateway instances on the one Redis, sharing the port (default 1)",
+    )  # fmt: skip
+    t.add_argument(
         "--debounce",
         action="store_true",
         help="keep the gateway's debounce on (default: DEBOUNCE_DISABLE=1, like the baseline)",
@@ -185,6 +189,7 @@ async def run_local(name: str, target: str, args: argparse.Namespace) -> dict[st
         target,
         users=users_needed(name, params(name, args)),
         gateway_workers=args.gateway_workers,
+        gateway_instances=args.gateway_instances,
         gateway_env={} if args.debounce else {"DEBOUNCE_DISABLE": "1"},
         keep_dir=args.keep_stack_dir,
     )

@@ -430,9 +430,11 @@ async def connect(
         async with loadgen_for(env, connections, opts) as lg:
             specs = make_specs(env, connections, per_user, mode)
             req0 = env.stub_uid_requests()
+            redis0 = env.redis_probe.cpu() if env.redis_probe is not None else None
             cpu0 = env.probe.cpu()
             res = await connect_with_bar(lg, specs, f"connect: {mode}")
             cpu1 = env.probe.cpu()
+            redis1 = env.redis_probe.cpu() if env.redis_probe is not None else None
             req1 = env.stub_uid_requests()
             lat = latency_summary(res.login_latency, cdf_points=50)
             lat.pop("cdf_ms", None)
@@ -451,6 +453,9 @@ async def connect(
             if cpu0 is not None and cpu1 is not None:
                 m["server_cpu_s"] = round(cpu1 - cpu0, 3)
                 m["cpu_ms_per_login"] = round((cpu1 - cpu0) / res.ok * 1000, 4) if res.ok else None
+            if redis0 is not None and redis1 is not None and res.ok:
+                # The shared state's cost in Redis itself (claims, closes, the events).
+                m["redis_cpu_ms_per_login"] = round((redis1 - redis0) / res.ok * 1000, 4)
             out[mode] = m
             await lg.close_all()
             # Not a synchronisation: let the server finish tearing the closed connections

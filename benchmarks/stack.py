@@ -50,6 +50,8 @@ class Env:
     users: list[tuple[str, str]]  # (user, password)
     probe: ServerProbe
     stub_url: str | None = None
+    # The local stack's redis-server, to report its CPU too (None: not measurable).
+    redis_probe: ServerProbe | None = None
     notes: dict[str, object] = field(default_factory=dict)
 
     def stub_uid_requests(self) -> int | None:
@@ -137,6 +139,7 @@ class LocalStack:
         *,
         users: int,
         gateway_workers: int = 3,
+        gateway_instances: int = 1,
         gateway_env: dict[str, str] | None = None,
         keep_dir: bool = False,
     ) -> None:
@@ -145,6 +148,7 @@ class LocalStack:
         self.server = server
         self.n_users = users
         self.gateway_workers = gateway_workers
+        self.gateway_instances = gateway_instances
         self.gateway_env = gateway_env or {}
         self.keep_dir = keep_dir
         self.dir = Path(tempfile.mkdtemp(prefix=f"bench-{server}-"))
@@ -247,16 +251,23 @@ class LocalStack:
             "--bind",
             "127.0.0.1",
         ]
+        roots: list[int] = []
         if self.server == "gateway":
+            # Several instances share the port (SO_REUSEPORT: the kernel spreads the
+            # clients over every instance's workers) and, as in production, the Redis.
             argv = [*gateway_command(), *common, "--workers", str(self.gateway_workers)]
-            proc, log = self._spawn("gateway", argv, env=self.gateway_env)
-            self.server_proc = proc
-            _wait_port("127.0.0.1", port, proc, log)
-            _wait_ready(f"http://127.0.0.1:{port}/readyz", proc, log)
+            for i in range(self.gateway_instances):
+                proc, log = self._spawn(f"gateway-{i}", argv, env=self.gateway_env)
+                self.server_proc = proc
+                roots.append(proc.pid)
+                _wait_port("127.0.0.1", port, proc, log)
+                _wait_ready(f"http://127.0.0.1:{port}/readyz", proc, log)
+                self._wait_registered(redis_port, i + 1, proc, log)
         else:
             argv = [sys.executable, "-m", "benchmarks.baseline_server", *common]
             proc, log = self._spawn("baseline", argv)
             self.server_proc = proc
+            roots.append(proc.pid)
             _wait_port("127.0.0.1", port, proc, log)
         users = [(f"user{i}", f"password-user{i}") for i in range(self.n_users)]
         return Env(
@@ -264,13 +275,31 @@ class LocalStack:
             target=Target("127.0.0.1", port, "/ws"),
             redis_url=redis_url,
             users=users,
-            probe=ServerProbe([proc.pid]),
+            probe=ServerProbe(roots),
             stub_url=stub_url,
+            redis_probe=ServerProbe([rproc.pid]),
             notes={
                 "workers": self.gateway_workers if self.server == "gateway" else 1,
+                "instances": self.gateway_instances if self.server == "gateway" else 1,
                 **({"env": self.gateway_env} if self.server == "gateway" else {}),
             },
         )
+
+    def _wait_registered(
+        self, redis_port: int, instances: int, proc: subprocess.Popen[bytes], log: Path
+    ) -> None:
+        """Wait until ``instances`` gateways are live in the shared registry in Redis."""
+        prefix = self.gateway_env.get("REDIS_KEY_PREFIX", "notify_push_gateway:")
+        key = f"{prefix}{{notify_push_metrics}}:instances"
+        client = redis.Redis(port=redis_port)
+        deadline = time.monotonic() + START_DEADLINE
+        try:
+            while client.zcount(key, time.time(), "+inf") < instances:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise StackError(f"gateway {instances} did not register:\n{_tail(log)}")
+                time.sleep(0.1)
+        finally:
+            client.close()
 
     def _wait_stub_ready(self, proc: subprocess.Popen[bytes], log: Path) -> str:
         assert proc.stdout is not None
