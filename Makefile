@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint unit integration bench clean deploy-check
+.PHONY: install run test lint unit integration bench clean deploy-check bundle
 
 install: $(STAMP)
 
@@ -35,6 +35,13 @@ integration: install
 # The Kubernetes manifests only: render, validate offline, check (also part of `make test`).
 deploy-check: install
 	$(BIN)/pytest tests/deploy -q
+
+# The browser page's bundle, committed in tests/browser/dist so that `make run`
+# and the tests need no Node.js: rebuild it after changing tests/browser/src or
+# the lock file (npm ci installs exactly the locked packages).
+bundle:
+	npm ci --prefix tests/browser
+	npm run --prefix tests/browser build
 
 bench: install
 	$(BIN)/python -m pip install --quiet -e '.[bench]'

@@ -7,6 +7,13 @@ I/O methods: output is written to the transport at once, closing closes it,
 events go straight to the owner. No task, coroutine or queue exists per
 connection; timers run worker-wide (:mod:`gateway.timers`).
 
+Every byte the session writes (handshake answer, pongs, ``err:`` frames, close
+frames, pings, HTTP responses) obeys the bound fan-out frames obey: a write
+that finds more than :data:`MAX_OUTGOING_BYTES` unread drops the connection.
+Before login it is lower: the transport's high-water mark (64 KiB over plain
+TCP, :meth:`ClientConnection.pause_writing`). So what a client sends (a ping
+flood) can never make the worker buffer without bound.
+
 The adapter talks to its owner (the worker) only through
 :class:`ConnectionOwner`, so it can be tested over a real socket with a small
 fake owner.
@@ -41,7 +48,7 @@ class ConnectionOwner(Protocol):
         """Answer a plain HTTP request with ``respond``."""
 
     def slow_client(self, conn: ClientConnection) -> None:
-        """The client does not read what it is sent; it has been dropped."""
+        """The client does not read what it is sent (events, pongs...); it has been dropped."""
 
 
 class ClientConnection(ClientSession, asyncio.Protocol):
@@ -75,18 +82,43 @@ class ClientConnection(ClientSession, asyncio.Protocol):
     def eof_received(self) -> bool | None:
         return False  # close our side too
 
+    def pause_writing(self) -> None:
+        # asyncio's flow control: more than the transport's high-water mark (64 KiB
+        # over plain TCP) of our bytes is waiting, on top of a full kernel buffer.
+        if self.state < SessionState.OPEN:
+            # Before login we write a handshake answer, pongs and at most a
+            # refusal: a client that leaves this much of it unread sends
+            # requests (pings) without reading the answers. Dropped at once, so
+            # it holds no place among the connections waiting to log in.
+            self._drop_slow()
+        # A logged-in client may lag that far behind a burst of messages; it
+        # is dropped only past MAX_OUTGOING_BYTES, at its next write.
+
     # --- the session's I/O ------------------------------------------------------
     def _output(self, data: bytes) -> None:
-        if self.transport is not None:
-            self.transport.write(data)
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        # The bound fan-out frames obey (send()), for everything else we write.
+        if transport.get_write_buffer_size() > MAX_OUTGOING_BYTES:
+            self._drop_slow()
+            return
+        transport.write(data)
 
     def _finish(self, abort: bool) -> None:
         transport = self.transport
         if transport is not None:
-            if abort:
+            # Bytes still waiting here mean the kernel's send buffer is full: the
+            # client is not reading, and close() would wait for it to drain for
+            # as long as it likes (there is no close timeout per connection).
+            if abort or transport.get_write_buffer_size():
                 transport.abort()
             else:
                 transport.close()
+
+    def _drop_slow(self) -> None:
+        self.abort()
+        self.owner.slow_client(self)
 
     def _event(self, event: SessionEvent) -> None:
         if isinstance(event, LoginRequest):
@@ -105,8 +137,7 @@ class ClientConnection(ClientSession, asyncio.Protocol):
         if transport is None or self.state is not SessionState.OPEN:
             return False
         if transport.get_write_buffer_size() > MAX_OUTGOING_BYTES:
-            self.abort()
-            self.owner.slow_client(self)
+            self._drop_slow()
             return False
         transport.write(frame)
         return True

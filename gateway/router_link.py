@@ -153,7 +153,8 @@ class RouterLink:
         self._pending[request_id] = future
         self._transport.write(ipc.encode(make(request_id)))
         try:
-            return await asyncio.wait_for(future, REQUEST_TIMEOUT)
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                return await future
         except TimeoutError:
             raise RouterUnavailable("router did not answer") from None
         finally:

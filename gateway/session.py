@@ -27,14 +27,21 @@ from __future__ import annotations
 import enum
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from websockets.frames import CloseCode
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
 
 from gateway import frames
-from gateway.http import RequestHead, find_head_end, parse_head, response
+from gateway.http import (
+    IMPLEMENTED_METHODS,
+    RequestHead,
+    find_head_end,
+    head_only,
+    parse_head,
+    response,
+)
 from gateway.wsframes import (
     OP_BINARY,
     OP_CLOSE,
@@ -72,7 +79,10 @@ class SessionState(enum.IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class HttpRequest:
-    """A plain HTTP request (not a websocket upgrade): answer it with :meth:`respond`."""
+    """A plain HTTP request (not a websocket upgrade): answer it with :meth:`respond`.
+
+    A HEAD request arrives as a GET; the session sends only the head of the answer.
+    """
 
     head: RequestHead
 
@@ -96,14 +106,16 @@ SessionEvent = HttpRequest | LoginRequest
 
 
 class _Login:
-    """What a session needs only until it is logged in."""
+    """What a session needs only until it is logged in (or its HTTP request answered)."""
 
-    __slots__ = ("early_frames", "peer", "username")
+    __slots__ = ("early_frames", "head_request", "peer", "username")
 
     def __init__(self, peer: str) -> None:
         self.peer = peer  # the client's address, or the X-Forwarded-For chain ending in it
         self.username: str | None = None
         self.early_frames: list[str] = []
+        # A plain HTTP request with the HEAD method: its response goes without the body.
+        self.head_request = False
 
 
 class ClientSession:
@@ -225,8 +237,11 @@ class ClientSession:
             self.close(CloseCode.POLICY_VIOLATION)
 
     def respond(self, payload: bytes) -> None:
-        """Send a complete HTTP response and close."""
+        """Send a complete HTTP response and close (only its head for a HEAD request)."""
         if self.state < SessionState.CLOSING:
+            login = self._login
+            if login is not None and login.head_request:
+                payload = head_only(payload)  # RFC 9110 section 9.3.2
             self._output(payload)
             self._close_transport()
 
@@ -275,8 +290,18 @@ class ClientSession:
             self.respond(response(400, f"{exc}\n"))
             return
         self._buffer = None
+        if head.method not in IMPLEMENTED_METHODS:
+            # A method we do not know, `get` included: methods are case-sensitive
+            # (RFC 9110 section 9.1) and an unrecognised one is a 501 (section 15.6.2).
+            self.respond(response(501, "method not implemented\n"))
+            return
         if not head.is_websocket_upgrade:
             self._set_state(SessionState.HTTP)
+            if head.method == "HEAD" and self._login is not None:
+                # Answered as a GET of the same target, without the body (RFC 9110
+                # section 9.3.2), so the owner needs to know nothing of HEAD.
+                self._login.head_request = True
+                head = replace(head, method="GET")
             self._event(HttpRequest(head))
             return
         if head.path not in WEBSOCKET_PATHS:
@@ -374,10 +399,10 @@ class ClientSession:
         except WebSocketProtocolError as exc:
             self.close(exc.code, exc.reason)
             return
-        # Echo the code (section 5.5.1), then drop the TCP connection: the
-        # server closes first so clients do not hold TIME_WAIT (section 7.1.1).
-        no_code = code in (CloseCode.NO_STATUS_RCVD, CloseCode.ABNORMAL_CLOSURE)
-        self.close(CloseCode.NORMAL_CLOSURE if no_code else code)
+        # Echo the code (section 5.5.1; parse_close refused any code a client
+        # may not send), then drop the TCP connection: the server closes first
+        # so clients do not hold TIME_WAIT (section 7.1.1).
+        self.close(CloseCode.NORMAL_CLOSURE if code == CloseCode.NO_STATUS_RCVD else code)
 
     def _text(self, raw: bytes) -> None:
         try:

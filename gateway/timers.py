@@ -13,7 +13,7 @@ Two shapes cover every per-connection timer this gateway needs:
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -51,6 +51,10 @@ class Deadlines(Generic[H]):
 
     def __len__(self) -> int:
         return len(self._queue)
+
+    def __iter__(self) -> Iterator[H]:
+        """The waiting items, the one due first first (do not add or remove meanwhile)."""
+        return iter(self._queue)
 
 
 class PingWheel(Generic[T]):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import json
 import logging
 import random
@@ -39,7 +40,7 @@ from shared.errors import (
 from shared.heartbeat import Heartbeat
 from shared.listener import bind_tcp
 from shared.messages import MessageKind
-from shared.nextcloud import NextcloudClient
+from shared.nextcloud import COMMUNICATION_ERROR, NextcloudClient, login_timeout
 from shared.statistics import WorkerStatistics
 from shared.tasks import TaskSet
 from shared.tls import server_tls_context
@@ -59,12 +60,24 @@ _PLAIN: dict[MessageKind, bytes] = {
     MessageKind.ACTIVITY: frames.NOTIFY_ACTIVITY,
     MessageKind.NOTIFICATION: frames.NOTIFY_NOTIFICATION,
 }
+# Connections a worker holds that have not logged in yet.
 MAX_UNAUTHENTICATED = 4096
+# How many of the oldest of those a new connection looks through for one to
+# evict: keeps an accept O(1) when the oldest are all having their login checked.
+EVICTION_SCAN = 64
 
 
 class Worker:
-    def __init__(self, config: Config, worker_id: int, ipc_path: str) -> None:
+    def __init__(
+        self,
+        config: Config,
+        worker_id: int,
+        ipc_path: str,
+        *,
+        max_unauthenticated: int = MAX_UNAUTHENTICATED,
+    ) -> None:
         self.config = config
+        self.max_unauthenticated = max_unauthenticated
         self.worker_id = worker_id
         self.users: dict[str, list[ClientConnection]] = {}
         self.link = RouterLink(ipc_path, worker_id, self)
@@ -113,6 +126,9 @@ class Worker:
         await self.drain()
 
     def _essential_loop_ended(self, name: str) -> None:
+        if self._stop.is_set():
+            return  # stopping anyway
+        log.critical("worker %d: its %s loop ended; stopping the process", self.worker_id, name)
         self.failure = name
         self._stop.set()
 
@@ -197,12 +213,28 @@ class Worker:
     def connection_opened(self, conn: ClientConnection) -> None:
         # Counted until it logs in or closes (connection_closed undoes it).
         self.unauthenticated += 1
-        if self.unauthenticated > MAX_UNAUTHENTICATED:
-            # Overload or an attack: refuse rather than buffer without bound.
-            self.stats.unauthenticated_rejected += 1
-            conn.abort()
-            return
+        if self.unauthenticated > self.max_unauthenticated:
+            # Overload or an attack (idle sockets): a place is made by dropping the
+            # oldest connection that has not sent its login yet, so that idle
+            # sockets cannot lock real clients out; the new one is refused only
+            # when the oldest are all being answered (login checks, HTTP).
+            oldest = self._oldest_not_logging_in()
+            if oldest is None:
+                self.stats.unauthenticated_rejected += 1
+                conn.abort()
+                return
+            # Still counted until its connection_lost, but no longer a candidate.
+            self._auth_deadlines.remove(oldest)
+            self.stats.unauthenticated_evicted += 1
+            oldest.abort()
         self._auth_deadlines.add(conn, time.monotonic())
+
+    def _oldest_not_logging_in(self) -> ClientConnection | None:
+        """The oldest connection still in its handshake or before its login frames."""
+        for conn in itertools.islice(self._auth_deadlines, EVICTION_SCAN):
+            if conn.state is SessionState.HANDSHAKE or conn.state is SessionState.AUTH:
+                return conn
+        return None
 
     def connection_closed(self, conn: ClientConnection) -> None:
         user = conn.user
@@ -224,7 +256,7 @@ class Worker:
 
     def slow_client(self, conn: ClientConnection) -> None:
         self.stats.slow_clients_closed += 1
-        log.info("closed %s: it does not read what it is sent", conn.user)
+        log.info("closed %s: it does not read what it is sent", conn.user or conn.peer)
 
     def login_requested(self, conn: ClientConnection, request: LoginRequest) -> None:
         self._tasks.spawn(self._login(conn, request))
@@ -247,7 +279,9 @@ class Worker:
                 # checked; serving the client beats refusing it, and the next Hello
                 # registers the connection.
                 admitted_by_router = False
-                user = await self.nextcloud.verify(username, password, forwarded)
+                user = await self.nextcloud.verify(
+                    username, password, forwarded, within=login_timeout(self.config.auth_timeout)
+                )
         except (LoginRefused, NextcloudUnavailable) as exc:
             self.stats.logins_failed += 1
             conn.refuse_login(exc.reason)
@@ -255,6 +289,13 @@ class Worker:
         except DependencyError as exc:
             self.stats.logins_failed += 1
             conn.refuse_login(f"push server unavailable ({exc})")
+            return
+        except Exception:
+            # Nothing else is raised on purpose; should it be, the client still
+            # gets an answer it understands rather than its timeout.
+            log.exception("login failed unexpectedly")
+            self.stats.logins_failed += 1
+            conn.refuse_login(COMMUNICATION_ERROR)
             return
         if conn.state is not SessionState.LOGIN:
             if admitted_by_router:
@@ -290,6 +331,8 @@ class Worker:
                 self.debouncer.set_active_connections(message.active_connections)
             case ipc.Control(ipc.ControlAction.RESET):
                 self.reset()
+            case ipc.Control(ipc.ControlAction.REPORT):
+                self.link.send(ipc.Stats(self.statistics()))
             case ipc.Control(ipc.ControlAction.LOG_LEVEL, spec):
                 if spec:
                     logs.set_level(spec)

@@ -29,6 +29,11 @@ _KNOWN = frozenset((OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_P
 
 _PROTOCOL_ERROR = CloseCode.PROTOCOL_ERROR
 _TOO_BIG = CloseCode.MESSAGE_TOO_BIG
+# The close codes a peer may put in a close frame (RFC 6455 section 7.4.1 and
+# the IANA registry, 1012-1014 included): 1004 is reserved, and 1005, 1006
+# and 1015 mean "no frame" and are never sent; 3000-4999 are for libraries,
+# frameworks and applications (section 7.4.2). Anything else is a protocol error.
+_PEER_CLOSE_CODES = frozenset((*range(1000, 1004), *range(1007, 1015)))
 
 
 class ClientFrame(NamedTuple):
@@ -96,12 +101,18 @@ def parse_frames(data: bytes, max_size: int) -> tuple[list[ClientFrame], int]:
 
 
 def parse_close(payload: bytes) -> tuple[int, str]:
-    """Code and reason of a close frame (section 5.5.1); 1005 when it has none."""
+    """Code and reason of a close frame (section 5.5.1); 1005 when it has none.
+
+    Raises WebSocketProtocolError (1002) for a payload of one byte, a code a
+    peer may not send (section 7.4) or a reason that is not UTF-8.
+    """
     if len(payload) == 0:
         return CloseCode.NO_STATUS_RCVD, ""
     if len(payload) == 1:
         raise WebSocketProtocolError(_PROTOCOL_ERROR, "close frame of one byte")
     code = int.from_bytes(payload[:2], "big")
+    if code not in _PEER_CLOSE_CODES and not 3000 <= code <= 4999:
+        raise WebSocketProtocolError(_PROTOCOL_ERROR, f"invalid close code {code}")
     try:
         reason = payload[2:].decode("utf-8")
     except UnicodeDecodeError:

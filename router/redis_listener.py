@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 
 from router.resp_subscriber import Subscription
@@ -25,7 +24,9 @@ PING_INTERVAL = 15.0
 # A subscription that answered nothing (not even a pong) for this long is dead.
 SILENCE_LIMIT = 2 * PING_INTERVAL + 5.0
 BACKOFF_START = 0.25
-BACKOFF_MAX = 10.0
+# Retries stay this close together however long Redis is away, so the
+# subscription is back within about a second of Redis.
+BACKOFF_MAX = 1.0
 
 
 class RedisListener:
@@ -51,10 +52,11 @@ class RedisListener:
         failing = False
         while True:
             target = targets[node % len(targets)]
-            started = time.monotonic()
             try:
                 await self._listen(target)
             except (RedisUnavailable, OSError, TimeoutError) as exc:
+                if self.subscribed:
+                    failing = False  # it was up: this is a new outage, worth a warning
                 # One warning per outage; the retries that follow log at debug.
                 level = logging.DEBUG if failing else logging.WARNING
                 log.log(level, "Redis subscription on %s failed: %s", target.describe(), exc)
@@ -65,9 +67,9 @@ class RedisListener:
                 log.exception("unexpected error in the Redis subscription on %s", target.describe())
                 failing = True
             finally:
+                if self.subscribed:
+                    backoff = BACKOFF_START  # it was up: retry fast, whatever came before
                 self._set_subscribed(False)
-            if time.monotonic() - started > 5 * PING_INTERVAL:
-                backoff = BACKOFF_START  # it was up for a good while: retry fast
             self.reconnects += 1
             node += 1
             await asyncio.sleep(backoff)
@@ -81,7 +83,8 @@ class RedisListener:
             self._set_subscribed(True)
             while True:
                 try:
-                    await asyncio.wait_for(asyncio.shield(subscription.closed), PING_INTERVAL)
+                    async with asyncio.timeout(PING_INTERVAL):
+                        await asyncio.shield(subscription.closed)
                 except TimeoutError:
                     pass
                 else:

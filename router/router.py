@@ -16,7 +16,7 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -26,11 +26,13 @@ from router.interest import InterestTable
 from router.links import WorkerLink, make_link_factory
 from router.preauth import TokenStore
 from router.redis_listener import RedisListener
-from router.self_test import SelfTest, check_app_version
+from router.self_test import SelfTest
 from router.shared_state import REFRESH_INTERVAL, SharedState
+from router.worker_statistics import RouterCounters, WorkerStatisticsBook
 from shared import events as ev
 from shared import ipc, logs
 from shared.config import Config
+from shared.diagnostics import log_checks, run_checks
 from shared.errors import (
     DatabaseUnavailable,
     EventError,
@@ -41,7 +43,12 @@ from shared.errors import (
 from shared.heartbeat import Heartbeat
 from shared.messages import MessageKind
 from shared.metrics import GatewayView, make_registry
-from shared.nextcloud import INVALID_CREDENTIALS, NextcloudClient
+from shared.nextcloud import (
+    COMMUNICATION_ERROR,
+    INVALID_CREDENTIALS,
+    NextcloudClient,
+    login_timeout,
+)
 from shared.redis_connection import KeyValueClient, key_value_client
 from shared.statistics import WorkerStatistics
 from shared.tasks import TaskSet
@@ -53,6 +60,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("router")
 
 STATUS_INTERVAL = 1.0
+COUNTERS_FILE = "router-counters.json"
 # Key commands (self-test cookie, metrics, version check) are tiny: a Redis that
 # does not answer within this is treated as down rather than waited on forever.
 KV_READ_TIMEOUT = 5.0
@@ -88,7 +96,9 @@ class Router:
             "mapping_failed": 0,
             "mapping_overload": 0,
         }
-        self.worker_stats: dict[int, WorkerStatistics] = {}
+        # Counts that outlive this process: carried on by the next router (see load()).
+        self._counters_path = os.path.join(os.path.dirname(socket_path), COUNTERS_FILE)
+        self.statistics, self._carried = WorkerStatisticsBook.load(self._counters_path)
         self._stop = asyncio.Event()
         #: Why the router stopped on its own (an essential loop ended); None otherwise.
         self.failure: str | None = None
@@ -102,6 +112,9 @@ class Router:
         self._kv: KeyValueClient = key_value_client(config, read_timeout=KV_READ_TIMEOUT)
         self.shared = SharedState(self._kv, config.redis_key_prefix, self.interest.limit)
         self._refresh_now = asyncio.Event()
+        self._invalid_events = logs.Throttle(log)
+        self._metrics_in_flight = False
+        self._metrics_again = False
 
     # --- lifecycle -------------------------------------------------------
     async def run(self, heartbeat: Heartbeat | None) -> None:
@@ -125,36 +138,55 @@ class Router:
         self._tasks.spawn_essential("redis subscription", self.listener.run())
         self._tasks.spawn_essential("status", self._periodic(heartbeat))
         self._tasks.spawn_essential("shared state", self._share_state_forever())
-        self._tasks.spawn(check_app_version(self.nextcloud, self._kv))
+        self._tasks.spawn(self._log_setup_checks())
         metrics_runner = await self._serve_metrics()
         await self._stop.wait()
         log.info("router stopping")
         self._server.close()
-        await self._tasks.cancel_all()
+        # Each step bounded: the supervisor kills a router that takes more than
+        # a few seconds, and a stuck client library must not cost the counts.
+        await _bounded("stopping the router's tasks", self._tasks.cancel_all())
+        self._save_counters()
         if self.mapping is not None:
-            await self.mapping.close()
+            await _bounded("closing the database", self.mapping.close())
         await self.shared.leave(self.interest.connections_by_user())
-        await self._kv.aclose()
-        await self.nextcloud.close()
+        await _bounded("closing the Redis client", self._kv.aclose())
+        await _bounded("closing the Nextcloud client", self.nextcloud.close())
         if metrics_runner is not None:
-            await metrics_runner.cleanup()
+            await _bounded("closing the metrics server", metrics_runner.cleanup())
+
+    async def _log_setup_checks(self) -> None:
+        """The checks of ``--check``, once at start, in the log (a start-up aid, never fatal)."""
+        try:
+            log_checks(await run_checks(self.config))
+        except Exception as exc:
+            log.warning("could not run the setup checks: %s", exc.__class__.__name__)
 
     def stop(self) -> None:
         """Ask :meth:`run` to stop (from a signal handler)."""
         self._stop.set()
+        self._refresh_now.set()
 
     def _essential_loop_ended(self, name: str) -> None:
+        if self._stop.is_set():
+            return  # a loop that saw the stop and returned: not a failure
+        log.critical("the router's %s loop ended; stopping the process", name)
         self.failure = name
         self._stop.set()
 
     async def _share_state_forever(self) -> None:
         """Keep this instance registered, and its counts right, in Redis."""
-        while True:
+        # Checks the stop flag too: redis-py can swallow the cancellation of a
+        # command in flight, and this loop must end all the same.
+        while not self._stop.is_set():
             self._refresh_now.clear()
             with contextlib.suppress(RedisUnavailable):  # logged by the shared state
                 await self.shared.refresh(self.interest.connections_by_user)
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a
+            # cancellation that arrives as the event is set (at shutdown, it is).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._refresh_now.wait(), REFRESH_INTERVAL)
+                async with asyncio.timeout(REFRESH_INTERVAL):
+                    await self._refresh_now.wait()
 
     async def _periodic(self, heartbeat: Heartbeat | None) -> None:
         while True:
@@ -162,7 +194,28 @@ class Router:
                 heartbeat.beat()
             self.tokens.expire(time.monotonic())
             self._broadcast_status()
+            self._save_counters()
             await asyncio.sleep(STATUS_INTERVAL)
+
+    def _own_counters(self) -> RouterCounters:
+        """This process's own counts, since it started."""
+        logins = WorkerStatistics()
+        login = self.nextcloud.statistics
+        logins.login_requests = login.requests
+        logins.login_request_errors = login.request_errors
+        logins.login_cache_hits = login.cache_hits
+        logins.login_seconds.add(self.nextcloud.login_seconds)
+        stats = self.mapping.statistics() if self.mapping is not None else None
+        return RouterCounters(
+            self.events_received,
+            stats.query_count if stats else 0,
+            self.listener.reconnects,
+            dict(self.dropped),
+            logins,
+        )
+
+    def _save_counters(self) -> None:
+        self.statistics.save(self._counters_path, self._carried.plus(self._own_counters()))
 
     # --- worker links ----------------------------------------------------
     def link_ready(self, link: WorkerLink, hello: ipc.Hello) -> None:
@@ -170,6 +223,7 @@ class Router:
         if old is not None and old is not link:
             old.close()
         self.links[hello.worker_id] = link
+        self.statistics.linked(hello.worker_id, hello.pid)
         self.interest.replace_worker(hello.worker_id, hello.users)
         self._recount_in_redis()
         log.info(
@@ -183,7 +237,7 @@ class Router:
         if worker is None or self.links.get(worker) is not link:
             return
         del self.links[worker]
-        self.worker_stats.pop(worker, None)
+        self.statistics.unlinked(worker)
         # Its connections are gone or will be re-registered by its next Hello;
         # dropped first, so the Status below no longer counts them.
         self.interest.drop_worker(worker)
@@ -210,7 +264,7 @@ class Router:
                 else:
                     self._tasks.spawn(self._admit(link, request_id, owner, token))
             case ipc.Stats(values):
-                self.worker_stats[worker] = values
+                self.statistics.update(worker, values)
             case ipc.HttpQuery():
                 self._tasks.spawn(self._answer_http(link, message))
             case ipc.CheckLogin():
@@ -219,10 +273,26 @@ class Router:
                 log.warning("worker %d sent an unexpected %s", worker, type(message).__name__)
 
     async def _check_login(self, link: WorkerLink, check: ipc.CheckLogin) -> None:
+        """Verify a login with Nextcloud and admit it; the worker gets an answer on every path.
+
+        The wait for Nextcloud ends early enough for the client to read an
+        ``err:`` answer before its authentication timeout.
+        """
         try:
-            user = await self.nextcloud.verify(check.username, check.password, check.forwarded_for)
+            user = await self.nextcloud.verify(
+                check.username,
+                check.password,
+                check.forwarded_for,
+                within=login_timeout(self.config.auth_timeout),
+            )
         except (LoginRefused, NextcloudUnavailable) as exc:
             link.send(ipc.LoginResult(check.request_id, None, exc.reason))
+            return
+        except Exception:
+            # verify() raises nothing else; should it ever, the client still gets
+            # an answer it understands instead of waiting for its timeout.
+            log.exception("login check failed unexpectedly")
+            link.send(ipc.LoginResult(check.request_id, None, COMMUNICATION_ERROR))
             return
         await self._admit(link, check.request_id, user, None)
 
@@ -281,9 +351,15 @@ class Router:
             event = ev.decode_event(ev.channel_name(channel), payload)
         except EventError as exc:
             self.dropped["invalid"] += 1
-            log.warning("dropping invalid event on %s", exc)
+            self._invalid_events.warning("dropping invalid event on %s", exc)
             return
-        self.handle_event(event, time.time())
+        try:
+            self.handle_event(event, time.time())
+        except Exception:
+            # A payload that passed validation and still cannot be sent on (a
+            # bug): drop it, never the subscription this callback runs in.
+            self.dropped["invalid"] += 1
+            self._invalid_events.warning("dropping an event that failed", exc_info=True)
 
     def handle_event(self, event: ev.Event, received: float) -> None:
         if log.isEnabledFor(logging.DEBUG):
@@ -308,7 +384,7 @@ class Router:
             case ev.LogSpec(spec):
                 self._apply_log_spec(spec)
             case ev.Query():
-                self._tasks.spawn(self._publish_metrics())
+                self._query_metrics()
             case ev.Signal():
                 log.info("reset requested: closing every client connection")
                 self._broadcast(ipc.Control(ipc.ControlAction.RESET))
@@ -386,29 +462,30 @@ class Router:
         self._broadcast(ipc.Control(ipc.ControlAction.LOG_LEVEL, spec or ""))
 
     # --- metrics -----------------------------------------------------------
+    async def fresh_statistics(self) -> None:
+        """Have every linked worker report now, so that a scrape counts what just happened."""
+        self._broadcast(ipc.Control(ipc.ControlAction.REPORT))
+        await self.statistics.wait_fresh(set(self.links))
+
     def gateway_view(self) -> GatewayView:
         """The router's numbers plus every linked worker's last snapshot, summed."""
+        counted = self._carried.plus(self._own_counters())
         totals = WorkerStatistics()
-        login = self.nextcloud.statistics
-        totals.login_requests = login.requests
-        totals.login_request_errors = login.request_errors
-        totals.login_cache_hits = login.cache_hits
-        totals.login_seconds.add(self.nextcloud.login_seconds)
-        for values in self.worker_stats.values():
-            totals.add(values)
+        totals.add(counted.logins)
+        totals.add(self.statistics.totals())
         stats = self.mapping.statistics() if self.mapping is not None else None
         return GatewayView(
             active_connections=self.interest.active_connections,
             active_users=self.interest.active_users,
-            mapping_queries=stats.query_count if stats else 0,
-            events_received=self.events_received,
+            mapping_queries=counted.mapping_queries,
+            events_received=counted.events_received,
             redis_subscribed=self.listener.subscribed,
-            redis_reconnects=self.listener.reconnects,
+            redis_reconnects=counted.redis_reconnects,
             database_up=stats.database_up if stats else None,
             workers_configured=self.config.workers,
-            dropped=dict(self.dropped),
+            dropped=counted.dropped,
             totals=totals,
-            per_worker=dict(self.worker_stats),
+            per_worker=self.statistics.per_worker(),
         )
 
     def metrics_snapshot(self) -> dict[str, int]:
@@ -433,12 +510,14 @@ class Router:
         registry = make_registry(self.gateway_view)
 
         async def metrics(_request: web.Request) -> web.Response:
+            await self.fresh_statistics()
             return web.Response(body=generate_latest(registry), content_type="text/plain",
                                 charset="utf-8")  # fmt: skip
 
         app = web.Application()
         app.router.add_get("/metrics", metrics)
-        runner = web.AppRunner(app, access_log=None)
+        # A scraper's idle keep-alive connection must not hold up a stop.
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await runner.setup()
         site: web.BaseSite
         if config.metrics_socket_path:
@@ -454,10 +533,36 @@ class Router:
         log.info("metrics served on %s", site.name)
         return runner
 
+    def _query_metrics(self) -> None:
+        """Answer ``notify_query``: one answer in flight at a time, a flood coalesced."""
+        if self._metrics_in_flight:
+            self._metrics_again = True  # answered once more when the current one is done
+            return
+        self._metrics_in_flight = True
+        self._tasks.spawn(self._publish_metrics())
+
     async def _publish_metrics(self) -> None:
-        # The sums over every live instance; whichever answers last stores them all.
-        with contextlib.suppress(RedisUnavailable):  # logged by the shared state
-            await self.shared.store_metrics(self.metrics_snapshot())
+        try:
+            while True:
+                self._metrics_again = False
+                # The sums over every live instance; whichever answers last stores them all.
+                await self.fresh_statistics()
+                with contextlib.suppress(RedisUnavailable):  # logged by the shared state
+                    await self.shared.store_metrics(self.metrics_snapshot())
+                if not self._metrics_again:
+                    return
+        finally:
+            self._metrics_in_flight = False
+
+
+async def _bounded(what: str, step: Coroutine[object, None, object], seconds: float = 1.0) -> None:
+    try:
+        async with asyncio.timeout(seconds):
+            await step
+    except TimeoutError:
+        log.warning("%s took over %.0f s; going on", what, seconds)
+    except Exception as exc:
+        log.warning("%s failed: %s", what, exc.__class__.__name__)
 
 
 def _make_mapping(config: Config) -> StorageMapping:

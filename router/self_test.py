@@ -109,28 +109,3 @@ class SelfTest:
             log.warning("cannot set notify_push_version: %s", exc.__class__.__name__)
             return Answer(200, "error")
         return Answer(200, "set")
-
-
-async def check_app_version(nextcloud: NextcloudClient, redis_client: KeyValueClient) -> None:
-    """Warn when the Nextcloud app's major.minor version differs from ours.
-
-    Asking the app for ``test/version`` makes it SET ``notify_push_app_version``.
-    """
-    try:
-        await nextcloud.get_app_endpoint("test/version", {})
-        client = redis_client
-        raw = await client.get("notify_push_app_version")
-    except Exception as exc:  # start-up check only: never fatal
-        log.warning("could not check the Nextcloud app version: %s", exc.__class__.__name__)
-        return
-    if not raw:
-        log.warning("the Nextcloud notify_push app did not report its version")
-        return
-    app_version = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
-    if app_version.split(".")[:2] != COMPATIBLE_NOTIFY_PUSH_VERSION.split(".")[:2]:
-        log.warning(
-            "the Nextcloud notify_push app is version %s but this gateway speaks %s",
-            app_version, COMPATIBLE_NOTIFY_PUSH_VERSION,
-        )  # fmt: skip
-    else:
-        log.info("Nextcloud notify_push app version %s", app_version)

@@ -41,8 +41,10 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Final
 
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
 from shared.errors import RedisUnavailable
@@ -139,6 +141,17 @@ return text
 METRICS_KEY: Final = "notify_push_metrics"
 
 
+@dataclass(slots=True)
+class _Claim:
+    """One login's claim, waiting for the pipeline of its loop turn."""
+
+    user: str
+    keys: list[str]
+    args: list[str | int]
+    result: asyncio.Future[int]
+    abandoned: bool = False
+
+
 def new_instance_id() -> str:
     """Readable in ``redis-cli`` (host and pid), unique by its random part."""
     return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
@@ -167,6 +180,9 @@ class SharedState:
         self._flush_scheduled = False
         self._writes: set[asyncio.Task[None]] = set()  # awaited by leave()
         self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._claims: list[_Claim] = []
+        self._claims_scheduled = False
+        self._scripts_loaded = False
 
     def user_key(self, user: str) -> str:
         return f"{self._prefix}{{{user}}}:conns"
@@ -185,20 +201,85 @@ class SharedState:
 
         Returns 1 when admitted, 0 when the user is at the limit, -1 when the
         token was used already. Raises :class:`RedisUnavailable` when Redis
-        does not answer within :data:`CLAIM_TIMEOUT`.
+        does not answer within :data:`CLAIM_TIMEOUT`. The claims of one loop
+        turn go to Redis in one pipeline: a login storm costs a round trip
+        (and redis-py's per-command work) per batch, not per login.
         """
         keys = [self.user_key(user)]
         if token is not None:
             keys.append(self.token_key(user, token))
         args: list[str | int] = [self.instance_id, self._limit, USER_TTL, TOKEN_CLAIM_TTL]
         args.extend(self.dead)
+        claim = _Claim(user, keys, args, asyncio.get_running_loop().create_future())
+        self._claims.append(claim)
+        if not self._claims_scheduled:
+            self._claims_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_claims)
         try:
-            async with asyncio.timeout(CLAIM_TIMEOUT), self._in_flight:
-                result = await self._admit(keys=keys, args=args)
-        except Exception as exc:  # redis-py raises many unrelated types
+            async with asyncio.timeout(CLAIM_TIMEOUT):
+                return await asyncio.shield(claim.result)
+        except TimeoutError as exc:
+            claim.abandoned = True  # an answer that still comes is given back
             self._failed("a login claim", exc)
             raise RedisUnavailable("Redis did not answer") from exc
-        return int(result)
+
+    def _flush_claims(self) -> None:
+        self._claims_scheduled = False
+        batch, self._claims = self._claims, []
+        if batch:
+            task = asyncio.ensure_future(self._send_claims(batch))
+            self._writes.add(task)
+            task.add_done_callback(self._writes.discard)
+
+    async def _send_claims(self, batch: list[_Claim]) -> None:
+        results: list[object]
+        try:
+            if isinstance(self._client, RedisCluster):
+                results = await self._claim_one_by_one(batch)
+            else:
+                results = await self._claim_in_pipeline(batch)
+                if any("NOSCRIPT" in str(r) for r in results if isinstance(r, Exception)):
+                    # A restarted Redis has forgotten the script: one call each
+                    # (redis-py's script object loads it again), not an error.
+                    self._scripts_loaded = False
+                    results = await self._claim_one_by_one(batch)
+        except Exception as exc:  # redis-py raises many unrelated types
+            self._scripts_loaded = False  # a restarted Redis has forgotten the script
+            self._failed("login claims", exc)
+            results = [exc] * len(batch)
+        for claim, result in zip(batch, results, strict=True):
+            if not isinstance(result, int):
+                result = result if isinstance(result, Exception) else RedisUnavailable(repr(result))
+            if isinstance(result, Exception):
+                if not claim.result.done():
+                    claim.result.set_exception(RedisUnavailable("Redis refused the claim"))
+                    claim.result.exception()  # retrieved: its waiter may have gone
+            elif claim.abandoned or claim.result.done():
+                if result == 1:
+                    self.release(claim.user)  # counted, but the login was refused meanwhile
+            else:
+                claim.result.set_result(result)
+
+    async def _claim_in_pipeline(self, batch: list[_Claim]) -> list[object]:
+        async with self._in_flight:
+            if not self._scripts_loaded:
+                # A pipeline cannot fall back from EVALSHA to EVAL by itself.
+                await self._client.script_load(_ADMIT)
+                self._scripts_loaded = True
+            async with self._client.pipeline(transaction=False) as pipe:
+                for claim in batch:
+                    pipe.evalsha(self._admit.sha, len(claim.keys), *claim.keys, *claim.args)
+                results: list[object] = await pipe.execute(raise_on_error=False)
+                return results
+
+    async def _claim_one_by_one(self, batch: list[_Claim]) -> list[object]:
+        # For a cluster (redis-py's cluster pipelines refuse scripts), one call
+        # per claim, each to its slot's node, at most MAX_IN_FLIGHT at once.
+        async def one(claim: _Claim) -> object:
+            async with self._in_flight:
+                return await self._admit(keys=claim.keys, args=claim.args)
+
+        return list(await asyncio.gather(*(one(c) for c in batch), return_exceptions=True))
 
     def release(self, user: str) -> None:
         """Give back one connection of ``user``; written with the others at the end of the turn."""
@@ -283,21 +364,25 @@ class SharedState:
                 await pipe.execute()
 
     async def leave(self, users: Iterable[str]) -> None:
-        """A graceful stop: this instance's counts go at once, and it leaves the registry."""
+        """A graceful stop: this instance's counts go at once, and it leaves the registry.
+
+        Bounded by :data:`LEAVE_TIMEOUT` in all (the supervisor kills a router
+        that takes too long to stop); whatever is not written by then is left
+        to expire.
+        """
         self._flush_releases()
-        await asyncio.gather(*self._writes, return_exceptions=True)
         try:
-            # Bounded: the supervisor kills a router that takes too long to stop.
-            async with (
-                asyncio.timeout(LEAVE_TIMEOUT),
-                self._client.pipeline(transaction=False) as pipe,
-            ):
-                for user in users:
-                    pipe.hdel(self.user_key(user), self.instance_id)
-                pipe.zadd(self._registry, {self.instance_id: 0.0})
-                await pipe.execute()
+            async with asyncio.timeout(LEAVE_TIMEOUT):
+                await asyncio.gather(*self._writes, return_exceptions=True)
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for user in users:
+                        pipe.hdel(self.user_key(user), self.instance_id)
+                    pipe.zadd(self._registry, {self.instance_id: 0.0})
+                    await pipe.execute()
         except Exception as exc:
             log.warning("could not leave the instance registry: %s", exc.__class__.__name__)
+        for task in self._writes:
+            task.cancel()
 
     # --- notify_query ---------------------------------------------------------
     async def store_metrics(self, snapshot: Mapping[str, int]) -> None:

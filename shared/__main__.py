@@ -11,6 +11,7 @@ load neither.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
@@ -40,6 +41,16 @@ def require_database_driver(config: Config) -> None:
     require_driver(config.database)
 
 
+def check_setup(config: Config) -> int:
+    """``--check``: one line per setup check; 0 when all pass, 1 otherwise."""
+    from shared.diagnostics import run_checks
+
+    results = asyncio.run(run_checks(config))
+    for result in results:
+        print(result.line())
+    return 0 if results and all(r.ok for r in results) else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     try:
@@ -55,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if invocation.dump_config:
             print(json.dumps(config.dump(), indent=2, sort_keys=True))
             return 0
+        if invocation.check:
+            return check_setup(config)
         from gateway.worker import run_worker
         from router.router import run_router
         from shared.supervisor import run_supervisor

@@ -120,13 +120,24 @@ def _field(channel: str, obj: object, name: str) -> Any:
     return obj[name]
 
 
+def _unicode(channel: str, text: str, name: str) -> str:
+    """``text`` if it can be sent on: JSON's ``\\ud800`` escapes decode to lone
+    surrogates, which no UTF-8 encoder (IPC, websocket) accepts."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise EventError(channel, f"{name!r} is not valid Unicode (lone surrogate)") from None
+    return text
+
+
 def _user(channel: str, obj: object, name: str = "user") -> str:
     value = _field(channel, obj, name)
     if not isinstance(value, str) or not value:
         raise EventError(channel, f"{name!r} is not a non-empty string")
     if len(value) > MAX_USER_LENGTH:
         raise EventError(channel, f"{name!r} is longer than {MAX_USER_LENGTH} characters")
-    return value
+    return _unicode(channel, value, name)
 
 
 def _uint(channel: str, obj: object, name: str, limit: int) -> int:
@@ -142,6 +153,7 @@ def _storage_update(ch: str, p: object) -> Event:
         raise EventError(ch, "'path' is not a string")
     if len(path) > MAX_PATH_LENGTH:
         raise EventError(ch, f"'path' is longer than {MAX_PATH_LENGTH} characters")
+    path = _unicode(ch, path, "path")
     return StorageUpdate(_uint(ch, p, "storage", MAX_U32), path, _uint(ch, p, "file_id", MAX_U64))
 
 
@@ -149,7 +161,7 @@ def _group(ch: str, p: object) -> Event:
     group = _field(ch, p, "group")
     if not isinstance(group, str):
         raise EventError(ch, "'group' is not a string")
-    return GroupUpdate(_user(ch, p), group)
+    return GroupUpdate(_user(ch, p), _unicode(ch, group, "group"))
 
 
 def _custom(ch: str, p: object) -> Event:
@@ -158,14 +170,15 @@ def _custom(ch: str, p: object) -> Event:
         raise EventError(ch, "'message' is not a non-empty string")
     assert isinstance(p, dict)
     body = p.get("body")
-    return Custom(_user(ch, p), message, None if body is None else encode_custom_body(body))
+    text = None if body is None else _unicode(ch, encode_custom_body(body), "body")
+    return Custom(_user(ch, p), _unicode(ch, message, "message"), text)
 
 
 def _pre_auth(ch: str, p: object) -> Event:
     token = _field(ch, p, "token")
     if not isinstance(token, str) or not token or len(token) > 256:
         raise EventError(ch, "'token' is not a non-empty string")
-    return PreAuth(_user(ch, p), token)
+    return PreAuth(_user(ch, p), _unicode(ch, token, "token"))
 
 
 def _cookie(ch: str, p: object) -> Event:

@@ -148,6 +148,7 @@ class Status:
 class ControlAction(enum.IntEnum):
     RESET = 0  # close every client connection
     LOG_LEVEL = 1  # argument: level name, or "" to restore the configured one
+    REPORT = 2  # send Stats now (a scrape wants fresh numbers)
 
 
 @dataclass(frozen=True, slots=True)

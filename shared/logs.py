@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
+from collections.abc import Callable
 
 TRACE = 5
 _LEVELS = {
@@ -67,3 +69,38 @@ def set_level(spec: str) -> None:
 
 def restore_level() -> None:
     logging.getLogger().setLevel(_configured)
+
+
+class Throttle:
+    """At most one log line per ``interval`` seconds, saying how many were held back.
+
+    For warnings that a flood of bad input would repeat thousands of times a
+    second (invalid events, a Redis that keeps failing): the first is logged
+    at once, the rest are counted and summed up in the next line that passes.
+    """
+
+    __slots__ = ("_clock", "_interval", "_log", "_next", "_suppressed")
+
+    def __init__(
+        self,
+        log: logging.Logger,
+        interval: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._log = log
+        self._interval = interval
+        self._clock = clock
+        self._next = 0.0
+        self._suppressed = 0
+
+    def warning(self, message: str, *args: object, exc_info: bool = False) -> None:
+        now = self._clock()
+        if now < self._next:
+            self._suppressed += 1
+            return
+        self._next = now + self._interval
+        if self._suppressed:
+            message += " (and %d similar in the last %.0f s)"
+            args = (*args, self._suppressed, self._interval)
+            self._suppressed = 0
+        self._log.warning(message, *args, exc_info=exc_info)

@@ -5,7 +5,13 @@ and send it to the router every few seconds; the router sums them with its own
 numbers and renders them with prometheus-client. The notify_push names
 (docs/PROTOCOL.md section 6) are kept
 exactly, including its unlabelled ``message_count_total`` line, so existing
-dashboards keep working; everything else is prefixed ``notify_push_gateway_``.
+dashboards keep working; everything else is prefixed ``notify_push_gateway_``,
+but for the router's own standard ``process_*`` metrics.
+
+Every family's name is the one its samples carry in the text format (a
+counter ``x`` is written ``# TYPE x_total counter`` over samples ``x_total``):
+``promtool check metrics`` lints only the ``_count`` suffix of the two
+notify_push gauges (tests/integration/test_prometheus.py).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client.core import Metric
+from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from shared.messages import MessageKind
@@ -72,6 +79,13 @@ class GatewayCollector(Collector):
         )
         m.add_sample(m.name, {}, float(t.unauthenticated_connections))
         yield m
+        m = _metric(
+            PREFIX + "unauthenticated_dropped",
+            "Connections dropped before login at the per-worker bound, by reason", "counter",
+        )  # fmt: skip
+        m.add_sample(m.name + "_total", {"reason": "refused"}, float(t.unauthenticated_rejected))
+        m.add_sample(m.name + "_total", {"reason": "evicted"}, float(t.unauthenticated_evicted))
+        yield m
         m = _metric(PREFIX + "workers_linked", "Workers linked to the router", "gauge")
         m.add_sample(m.name, {}, float(len(v.per_worker)))
         yield m
@@ -121,12 +135,21 @@ def _notify_push_metrics(v: GatewayView) -> Iterator[Metric]:
         m = _metric(name, doc, "gauge")
         m.add_sample(name, {}, float(value))
         yield m
+    # Counters by meaning, but notify_push's samples have no ``_total``, and a
+    # counter family's samples must: prometheus-client writes a counter ``x`` as
+    # ``# TYPE x_total counter`` over samples ``x_total``. Declared as counters,
+    # these rendered ``# TYPE total_connection_count_total counter`` above a
+    # sample of another name. Untyped (``unknown``, written ``untyped``), the
+    # family has the sample's name, the sample keeps the name dashboards read,
+    # and rate() and increase() work on it as on a counter. promtool lints
+    # only the ``_count`` suffix of the two gauges above (kept on purpose).
     for name, doc, value in (
-        ("total_connection_count", "Connections authenticated since start",
+        ("total_connection_count", "Connections authenticated since start (a counter)",
          float(t.total_connections)),
-        ("mapping_query_count", "Storage mapping database queries", float(v.mapping_queries)),
+        ("mapping_query_count", "Storage mapping database queries (a counter)",
+         float(v.mapping_queries)),
     ):  # fmt: skip
-        m = _metric(name, doc, "counter")
+        m = _metric(name, doc, "unknown")
         m.add_sample(name, {}, value)
         yield m
     m = _metric("event_count", "Events received from Redis", "counter")
@@ -150,6 +173,13 @@ def _histogram(name: str, doc: str, histogram: Histogram) -> Metric:
 
 
 def make_registry(view: Callable[[], GatewayView]) -> CollectorRegistry:
+    """The gateway's families, and the standard ``process_*`` ones of the router itself.
+
+    ``process_open_fds`` and ``process_max_fds`` describe the router only (the
+    process serving /metrics); its soft open-file limit is every worker's too,
+    since the supervisor raises it before starting them.
+    """
     registry = CollectorRegistry(auto_describe=False)
     registry.register(GatewayCollector(view))
+    ProcessCollector(registry=registry)
     return registry

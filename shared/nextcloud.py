@@ -4,17 +4,26 @@ Both processes use it: the router checks logins for the whole gateway and
 answers the self-test endpoints; a worker checks a login itself only while
 its router link is down (docs/PROTOCOL.md section 2).
 
-``GET {nextcloud}/index.php/apps/notify_push/uid`` with HTTP Basic auth and
-``X-Forwarded-For``: 200 gives the user id, 401 means invalid. Identical
-logins in flight share one request, at most ``max_concurrent`` requests run at
-once, and a verified credential is remembered for a short time under a keyed
-hash (never the password itself; failures are never remembered), so a
-reconnect storm costs Nextcloud one request per credential.
+``GET {nextcloud}/index.php/apps/notify_push/uid`` with HTTP Basic auth
+(UTF-8, as Nextcloud decodes it) and ``X-Forwarded-For``: 200 gives the user
+id, 401 means invalid. Identical logins in flight share one request, at most
+``max_concurrent`` requests run at once, and a verified credential is
+remembered for a short time under a keyed hash (never the password itself;
+failures are never remembered), so a reconnect storm costs Nextcloud one
+request per credential.
+
+Every login is answered within its timeout, queue and request together, and
+a check that no login waits for any more is abandoned: never sent while it
+still waits for a request slot, cancelled when under way. A hung Nextcloud so
+costs each client an ``err:`` answer before its authentication timeout, and
+requests nobody needs cannot fill the slots.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import functools
 import hashlib
 import hmac
 import logging
@@ -32,10 +41,37 @@ from shared.statistics import LOGIN_BUCKETS, Histogram
 log = logging.getLogger("shared.nextcloud")
 
 REQUEST_TIMEOUT = 10.0
+#: The longest a login waits for Nextcloud, for a request slot and the request together.
+LOGIN_TIMEOUT = REQUEST_TIMEOUT
+# What a login check leaves of the client's authentication timeout, so that
+# its answer reaches the client before the worker times the client out (the
+# worker looks once a second).
+AUTH_TIMEOUT_MARGIN = 2.0
 CACHE_TTL = 60.0
 CACHE_SIZE = 50_000
 INVALID_CREDENTIALS = "Invalid credentials"
+COMMUNICATION_ERROR = "Error while communicating with nextcloud"
 APP_PATH = "index.php/apps/notify_push"
+
+
+def login_timeout(auth_timeout: float) -> float:
+    """How long a login may wait for Nextcloud when its client has ``auth_timeout`` to log in.
+
+    :data:`LOGIN_TIMEOUT` at most, :data:`AUTH_TIMEOUT_MARGIN` below
+    ``auth_timeout`` (half of it when that is very short), so the client is
+    told ``err: Error while communicating with nextcloud``, not
+    ``Authentication timeout``.
+    """
+    return min(LOGIN_TIMEOUT, max(auth_timeout - AUTH_TIMEOUT_MARGIN, auth_timeout / 2))
+
+
+def basic_authorization(credentials: bytes) -> str:
+    """The ``Authorization`` header for ``user:password`` already encoded as UTF-8.
+
+    UTF-8 is what Nextcloud decodes Basic credentials as (RFC 7617 section 2.1,
+    ``charset="UTF-8"``); aiohttp's BasicAuth defaults to Latin-1.
+    """
+    return "Basic " + base64.b64encode(credentials).decode("ascii")
 
 
 @dataclass(slots=True)
@@ -43,6 +79,16 @@ class LoginStatistics:
     requests: int = 0
     request_errors: int = 0
     cache_hits: int = 0
+
+
+class _Check:
+    """One credential's check with Nextcloud, and how many logins wait for its answer."""
+
+    __slots__ = ("task", "waiters")
+
+    def __init__(self, task: asyncio.Task[str]) -> None:
+        self.task = task
+        self.waiters = 0
 
 
 class NextcloudClient:
@@ -66,7 +112,9 @@ class NextcloudClient:
         # A per-process random key: the cache holds HMACs that are useless outside.
         self._key = os.urandom(32)
         self._cache: OrderedDict[bytes, tuple[str, float]] = OrderedDict()
-        self._in_flight: dict[bytes, asyncio.Future[str]] = {}
+        self._in_flight: dict[bytes, _Check] = {}
+        # Every check task, abandoned ones included until they have ended: close() awaits them.
+        self._tasks: set[asyncio.Task[str]] = set()
         self._session: aiohttp.ClientSession | None = None
         self.statistics = LoginStatistics()
         self.login_seconds = Histogram(LOGIN_BUCKETS)
@@ -85,16 +133,40 @@ class NextcloudClient:
         return self._session
 
     async def close(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
 
-    async def verify(self, username: str, password: str, forwarded_for: str) -> str:
-        """The Nextcloud user id for these credentials.
+    async def verify(
+        self,
+        username: str,
+        password: str,
+        forwarded_for: str,
+        *,
+        within: float = LOGIN_TIMEOUT,
+    ) -> str:
+        """The Nextcloud user id for these credentials, answered ``within`` seconds.
 
-        Raises :class:`LoginRefused` (wrong credentials, a bad answer) or
-        :class:`NextcloudUnavailable` (no answer, an HTTP error status).
+        ``within`` covers the wait for a request slot and the request. A login
+        identical to one in flight shares its check and waits for its answer,
+        up to its own ``within``. When every login waiting for a check has
+        stopped (timed out or cancelled), the check is abandoned.
+
+        Raises :class:`LoginRefused` (wrong credentials, a user name Basic auth
+        cannot carry, a bad answer) or :class:`NextcloudUnavailable` (no answer
+        ``within`` that time, an HTTP error status, any other failure); never
+        anything else, so whoever waits can always answer its client.
         """
-        key = hmac.new(self._key, f"{username}\0{password}".encode(), hashlib.sha256).digest()
+        if ":" in username:
+            # RFC 7617 section 2: the user-id cannot hold a colon, since the
+            # first one ends it; Nextcloud would read another user's name.
+            raise LoginRefused(INVALID_CREDENTIALS)
+        # Exactly what Basic auth sends: unambiguous, since the name has no colon.
+        credentials = f"{username}:{password}".encode()
+        key = hmac.new(self._key, credentials, hashlib.sha256).digest()
         now = time.monotonic()
         cached = self._cache.get(key)
         if cached is not None:
@@ -102,49 +174,83 @@ class NextcloudClient:
                 self.statistics.cache_hits += 1
                 return cached[0]
             del self._cache[key]
-        pending = self._in_flight.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._in_flight[key] = future
+        check = self._in_flight.get(key)
+        if check is None:
+            check = self._start_check(key, credentials, forwarded_for)
+        check.waiters += 1
+        timed_out = False
         try:
-            uid = await self._request(username, password, forwarded_for)
-        except asyncio.CancelledError:
-            future.cancel()  # sharers are cancelled too rather than left waiting
+            async with asyncio.timeout(within):
+                # Shielded: one login giving up must not cancel the others' check.
+                return await asyncio.shield(check.task)
+        except TimeoutError:
+            # The check raises only LoginRefused or NextcloudUnavailable: this is our deadline.
+            timed_out = True
+            raise NextcloudUnavailable(COMMUNICATION_ERROR) from None
+        finally:
+            check.waiters -= 1
+            if check.waiters == 0 and not check.task.done():
+                self._abandon(key, check, within if timed_out else None)
+
+    def _start_check(self, key: bytes, credentials: bytes, forwarded_for: str) -> _Check:
+        task = asyncio.ensure_future(self._check(key, credentials, forwarded_for))
+        check = _Check(task)
+        self._in_flight[key] = check
+        self._tasks.add(task)
+        task.add_done_callback(functools.partial(self._check_done, key, check))
+        return check
+
+    def _check_done(self, key: bytes, check: _Check, task: asyncio.Task[str]) -> None:
+        self._tasks.discard(task)
+        if self._in_flight.get(key) is check:
+            del self._in_flight[key]
+        if not task.cancelled():
+            task.exception()  # mark retrieved: every waiter may have gone
+
+    def _abandon(self, key: bytes, check: _Check, waited: float | None) -> None:
+        """Nobody waits for ``check`` any more: drop it before it is sent, or cancel it."""
+        if self._in_flight.get(key) is check:
+            del self._in_flight[key]  # an identical login arriving now starts afresh
+        check.task.cancel()
+        if waited is not None:
+            log.warning("login check abandoned: no answer from Nextcloud within %.1f s", waited)
+
+    async def _check(self, key: bytes, credentials: bytes, forwarded_for: str) -> str:
+        try:
+            uid = await self._request(credentials, forwarded_for)
+        except (LoginRefused, NextcloudUnavailable):
             raise
         except Exception as exc:
-            # Whatever failed, every login sharing this check gets the same answer.
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: sharers may not exist
-            raise
-        else:
-            future.set_result(uid)
-            self._remember(key, uid)
-            return uid
-        finally:
-            del self._in_flight[key]
+            # Not foreseen, yet every login sharing this check must be answered.
+            log.error("login check with Nextcloud failed unexpectedly", exc_info=True)
+            raise NextcloudUnavailable(COMMUNICATION_ERROR) from exc
+        self._remember(key, uid)
+        return uid
 
     def _remember(self, key: bytes, uid: str) -> None:
         self._cache[key] = (uid, time.monotonic() + self._cache_ttl)
         while len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)
 
-    async def _request(self, username: str, password: str, forwarded_for: str) -> str:
-        auth = aiohttp.BasicAuth(username, password)
+    async def _request(self, credentials: bytes, forwarded_for: str) -> str:
+        headers = {
+            "Authorization": basic_authorization(credentials),
+            "X-Forwarded-For": forwarded_for,
+        }
         async with self._limit:
             started = time.monotonic()
             self.statistics.requests += 1
             try:
                 session = self._session_or_new()
-                async with session.get(
-                    self._uid_url, auth=auth, headers={"X-Forwarded-For": forwarded_for}
-                ) as resp:
+                async with session.get(self._uid_url, headers=headers) as resp:
                     status = resp.status
                     body = await resp.text() if status == 200 else ""
-            except (TimeoutError, aiohttp.ClientError, UnicodeDecodeError) as exc:
+            # ValueError: a header aiohttp will not send (a control character in
+            # the client's X-Forwarded-For), or a body that is not text.
+            except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
                 self.statistics.request_errors += 1
                 log.warning("login check with Nextcloud failed: %s", exc.__class__.__name__)
-                raise NextcloudUnavailable("Error while communicating with nextcloud") from exc
+                raise NextcloudUnavailable(COMMUNICATION_ERROR) from exc
             finally:
                 self.login_seconds.observe(time.monotonic() - started)
         if status == 200:

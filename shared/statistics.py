@@ -90,7 +90,10 @@ class WorkerStatistics:
     #: Messages written to clients, indexed by :class:`MessageKind`.
     messages_sent: list[int] = field(default_factory=_per_kind)
     slow_clients_closed: int = 0
+    #: Connections dropped before login to stay under the per-worker bound:
+    #: refused at accept, or evicted (the oldest that had not sent its login).
     unauthenticated_rejected: int = 0
+    unauthenticated_evicted: int = 0
     logins_failed: int = 0
     router_reconnects: int = 0
     #: Login checks this process sent to Nextcloud itself.
@@ -112,6 +115,14 @@ class WorkerStatistics:
                     mine[i] += value
             else:
                 setattr(self, f.name, mine + theirs)
+
+    def counters(self) -> WorkerStatistics:
+        """A copy with the counters only (the gauges at zero): what outlives a process."""
+        copy = WorkerStatistics()
+        copy.add(self)
+        for name in _GAUGES:
+            setattr(copy, name, type(getattr(copy, name))())
+        return copy
 
     def to_wire(self) -> list[object]:
         """The fields in declaration order; a histogram as its counts and sum."""
@@ -145,6 +156,14 @@ class WorkerStatistics:
             else:
                 setattr(template, f.name, int(_numbers([value], 1, f.name)[0]))
         return template
+
+
+_GAUGES: Final = (
+    "active_connections",
+    "unauthenticated_connections",
+    "debounce_pending",
+    "debounce_base_seconds",
+)
 
 
 def _numbers(value: object, length: int, name: str) -> list[int | float]:

@@ -7,6 +7,13 @@ close their clients with 1001 over the drain time), then the router, then
 SIGKILL for anything past the deadline. Signal handlers only record the
 signal; the loop acts on it.
 
+A supervisor killed outright (SIGKILL, OOM) leaves no child behind: each
+child asks the kernel for SIGTERM when its parent dies (Linux
+``PR_SET_PDEATHSIG``) and its heartbeat checks the parent is still the
+supervisor (:mod:`shared.heartbeat`). The private IPC directory it leaves
+(``notify-push-gateway-<pid>-…`` in the temporary folder) is removed by the
+next supervisor that starts there.
+
 What the children run is injected by the entry point (``shared/__main__.py``
 passes ``run_router`` and ``run_worker``), so this module, like the rest of
 ``shared/``, imports nothing from ``router/`` or ``gateway/``; the tests run
@@ -15,15 +22,18 @@ it with dummy targets.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import gc
 import logging
 import multiprocessing
 import os
+import re
 import shutil
 import signal
 import socket
+import stat
 import tempfile
 import time
 from collections.abc import Callable
@@ -52,6 +62,9 @@ HEARTBEAT_TIMEOUT = 30.0
 STARTUP_GRACE = 20.0
 RESTART_BACKOFF_MAX = 10.0
 KILL_GRACE = 5.0
+# The private IPC directory: this prefix, the supervisor's pid, "-", random letters.
+IPC_DIR_PREFIX = "notify-push-gateway-"
+_IPC_DIR_NAME = re.compile(re.escape(IPC_DIR_PREFIX) + r"([0-9]+)-")
 
 
 @dataclass
@@ -112,8 +125,10 @@ class Supervisor:
             limit, limit - 64, (limit - 64) * self.config.workers,
         )  # fmt: skip
         self._unix_socket = open_listener(self.config)
-        # mkdtemp creates the directory with mode 0700: only our processes reach the IPC socket.
-        self._ipc_dir = tempfile.mkdtemp(prefix="notify-push-gateway-")
+        remove_stale_ipc_dirs(tempfile.gettempdir())
+        # mkdtemp creates the directory with mode 0700: only our processes reach
+        # the IPC socket. The pid in its name tells a later start whether it is stale.
+        self._ipc_dir = tempfile.mkdtemp(prefix=f"{IPC_DIR_PREFIX}{os.getpid()}-")
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
             for slot in self._slots:
@@ -214,8 +229,53 @@ def _set_process_name(name: str) -> None:
         pass  # cosmetic only
 
 
+def remove_stale_ipc_dirs(folder: str) -> None:
+    """Remove the IPC directories in ``folder`` that supervisors no longer running left.
+
+    Only directories named with a supervisor's pid (``notify-push-gateway-<pid>-…``)
+    are considered, only ours, and only when no process has that pid: a live
+    supervisor's directory, or another user's, is never touched.
+    """
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return
+    for entry in entries:
+        match = _IPC_DIR_NAME.match(entry)
+        if match is None or _pid_alive(int(match.group(1))):
+            continue
+        path = os.path.join(folder, entry)
+        try:
+            info = os.lstat(path)
+        except OSError:
+            continue
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+            continue  # a link or someone else's: not ours to remove
+        shutil.rmtree(path, ignore_errors=True)
+        log.info("removed %s, left by a supervisor that no longer runs", path)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, but not ours to signal
+    return True
+
+
+def _die_with_parent() -> None:
+    """Have the kernel send this child SIGTERM when the supervisor dies (Linux only)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+
+
 def _child(name: str, run: Callable[[], None]) -> Callable[[], None]:
     """Wrap a child entry point: name, default signal dispositions, then run it."""
+    supervisor = os.getpid()  # built in the supervisor, before the fork
 
     def main() -> None:
         _set_process_name(name)
@@ -224,6 +284,9 @@ def _child(name: str, run: Callable[[], None]) -> Callable[[], None]:
         # installs its own on its event loop.
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
+        _die_with_parent()
+        if os.getppid() != supervisor:
+            return  # the supervisor died before the death signal was set
         run()
 
     return main

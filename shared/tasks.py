@@ -51,8 +51,7 @@ class TaskSet:
             self._log.error("%s task failed", self._what, exc_info=task.exception())
         name = self._essential.pop(task, None)
         if name is not None and not self._cancelling and self._on_essential_exit is not None:
-            self._log.critical("%s: the %s loop ended; stopping the process", self._what, name)
-            self._on_essential_exit(name)
+            self._on_essential_exit(name)  # it logs: it knows whether it was stopping anyway
 
     async def cancel_all(self) -> None:
         self._cancelling = True

@@ -49,6 +49,7 @@ class Invocation:
     config: Config | None
     dump_config: bool
     show_version: bool
+    check: bool = False  # run the setup checks (shared.diagnostics) and exit
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +140,12 @@ def _argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--redis-url", action="append", metavar="URL")
     parser.add_argument("--glob-config", action="store_true")
     parser.add_argument("--dump-config", action="store_true")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="check the setup with Nextcloud and Redis (what occ notify_push:setup tests), "
+        "one line per check; exit 0 when all pass",
+    )
     parser.add_argument("--version", action="store_true")
     return parser
 
@@ -234,7 +241,10 @@ def parse_invocation(argv: Sequence[str], environ: Mapping[str, str]) -> Invocat
     if args.version:
         return Invocation(config=None, dump_config=False, show_version=True)
     return Invocation(
-        config=_build(args, environ), dump_config=args.dump_config, show_version=False
+        config=_build(args, environ),
+        dump_config=args.dump_config,
+        show_version=False,
+        check=args.check,
     )
 
 

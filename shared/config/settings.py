@@ -22,6 +22,7 @@ from shared.config.urls import (
     mask_url,
     parse_database_url,
     parse_redis_url,
+    url_error,
 )
 from shared.errors import ConfigError
 
@@ -101,7 +102,10 @@ def as_bind(setting: Setting) -> str:
 
 
 def as_nextcloud_url(setting: Setting) -> str:
-    parts = urlsplit(setting.value.strip())
+    try:
+        parts = urlsplit(setting.value.strip())
+    except ValueError as exc:  # its message may quote the whole authority, password included
+        setting.fail(url_error(setting.value, exc))
     if parts.scheme not in ("http", "https") or not parts.hostname:
         setting.fail(f"{mask_url(setting.value)!r} is not an http:// or https:// URL")
     try:
@@ -115,11 +119,11 @@ def as_database(setting: Setting) -> DatabaseTarget:
     try:
         return parse_database_url(setting.value)
     except ValueError as exc:
-        setting.fail(f"{mask_url(setting.value)!r}: {exc}")
+        setting.fail(url_error(setting.value, exc))
 
 
 def as_redis(setting: Setting) -> RedisTarget:
     try:
         return parse_redis_url(setting.value)
     except ValueError as exc:
-        setting.fail(f"{mask_url(setting.value)!r}: {exc}")
+        setting.fail(url_error(setting.value, exc))

@@ -95,34 +95,126 @@ def _query(params: Sequence[tuple[str, str]], *, masked: bool) -> str:
     return "?" + "&".join(items)
 
 
+def _split_credentials(url: str) -> tuple[str, str | None, str]:
+    """``(head, credentials, rest)`` of URL text, read as warily as a password demands.
+
+    ``head`` is the scheme and ``://`` (or ``:``); ``credentials`` all that
+    lies between it and the *last* ``@`` of the text, or None when there is no
+    ``@`` after an authority. A password holding an unencoded ``/``, ``?`` or
+    ``#`` ends the authority early for a URL parser, which then shows the
+    password's tail as a path or query, and its head as a host or port; the
+    last ``@`` is where it really ends.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, sep, rest = url.partition(":")
+        if not sep or not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme):
+            scheme, sep, rest = "", "", url  # not a URL: any "@" may still end a secret
+    head = scheme + sep
+    credentials, at, after = rest.rpartition("@")
+    if not at or (sep == "://" and credentials.startswith("/")):
+        # No authority before the "@" (redis+unix:///path?pass=p@ss): only the query holds secrets.
+        return head, None, rest
+    return head, credentials, after
+
+
+def _ambiguous(credentials: str) -> bool:
+    """True when a URL parser would not read ``credentials`` as the user and password."""
+    return any(c in credentials for c in "/?#")
+
+
+_UNENCODED = (
+    "cannot be read; a user name or password must have any '/', '?', '#', '@', ':'"
+    " or '%' percent-encoded (%2F, %3F, %23, %40, %3A, %25)"
+)
+
+
+def _refuse_split_credentials(url: str) -> None:
+    """Raise ValueError when an unencoded ``/``, ``?`` or ``#`` cut the credentials off.
+
+    The sign: an ``@`` after the authority and none in it (``redis://u:123#x@host``
+    would read as host ``u``, port 123). Parsed, such a URL would show part of
+    the password as a host, port or path; refused, it shows none.
+    """
+    _head, credentials, _rest = _split_credentials(url)
+    if credentials is None or not _ambiguous(credentials):
+        return
+    authority = re.split(r"[/?#]", credentials, maxsplit=1)[0]
+    if "@" not in authority:
+        raise ValueError(_UNENCODED)
+
+
+def _mask_query(text: str) -> str:
+    """``text`` (a URL past its credentials) with ``pass``/``password`` query values as ``***``."""
+    path, question, query_and_fragment = text.partition("?")
+    if not question:
+        return text
+    query, hash_sign, fragment = query_and_fragment.partition("#")
+    items = []
+    secrets = False
+    for item in query.split("&"):
+        key, eq, _value = item.partition("=")
+        secret = bool(eq) and unquote(key).lower() in _SECRET_QUERY_KEYS
+        secrets = secrets or secret
+        items.append(f"{key}={_MASK}" if secret else item)
+    if secrets and fragment:
+        fragment = _MASK  # may be the tail of a password with an unencoded "#"
+    return f"{path}?{'&'.join(items)}{hash_sign}{fragment}"
+
+
 def mask_url(url: str) -> str:
     """Replace the password of any URL text (and ``pass``/``password`` query values) by ``***``.
 
     For text that is not (yet) a target: the Nextcloud URL, and a URL the
-    admin wrote that does not parse, shown in the error message.
+    admin wrote that does not parse, shown in the error message. Everything
+    between ``://`` and the last ``@`` that a parser might not take for
+    ``user:password`` is masked whole; when in doubt, more is hidden.
     """
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hostport = netloc.rpartition("@")
-        user, sep, _password = userinfo.partition(":")
-        if sep:
-            netloc = f"{user}:{_MASK}@{hostport}"
-        elif parts.scheme.startswith("redis"):
-            # redis://secret@host is how some clients spell a password alone.
-            netloc = f"{_MASK}@{hostport}"
-    query = "&".join(
-        f"{k}={_MASK}" if unquote(k).lower() in _SECRET_QUERY_KEYS else f"{k}{eq}{v}"
-        for k, eq, v in (item.partition("=") for item in parts.query.split("&") if item)
+    head, credentials, rest = _split_credentials(url)
+    if credentials is None:
+        return head + _mask_query(rest)
+    user, sep, _password = credentials.partition(":")
+    if _ambiguous(credentials) or "@" in user:
+        shown = _MASK
+    elif sep:
+        shown = f"{user}:{_MASK}"
+    elif not head or head.lower().startswith("redis"):
+        # redis://secret@host is how some clients spell a password alone; and
+        # in text that is not a URL at all, who knows.
+        shown = _MASK
+    else:
+        shown = user
+    return f"{head}{shown}@{_mask_query(rest)}"
+
+
+def url_error(url: str, error: ValueError) -> str:
+    """The message for ``url`` that does not parse: the URL masked, then why, no secret in either.
+
+    A parser's reason may quote what it took for a host, port, path or query
+    (or, for ``urlsplit``, the whole authority); that text can hold part of a
+    password an unencoded ``/``, ``?`` or ``#`` split off, so such a reason is
+    replaced by advice.
+    """
+    reason = str(error)
+    _head, credentials, rest = _split_credentials(url.strip())
+    secrets = [credentials.partition(":")[2] or credentials] if credentials else []
+    secrets += [
+        value
+        for key, value in parse_qsl(rest.partition("?")[2], keep_blank_values=True)
+        if key.lower() in _SECRET_QUERY_KEYS
+    ]
+    secrets = [secret for secret in (*secrets, *map(unquote, secrets)) if secret]
+    # What the reason quotes: urlsplit quotes a bracketed host or the authority.
+    quoted = [a or b for a, b in re.findall(r"'([^']+)'|\"([^\"]+)\"", reason)]
+    leaks = any(
+        secret in reason
+        or repr(secret)[1:-1] in reason
+        or any(fragment in secret or fragment in repr(secret) for fragment in quoted)
+        for secret in secrets
     )
-    head = f"{parts.scheme}://{netloc}" if "://" in url else f"{parts.scheme}:{netloc}"
-    # Built by hand: urlunsplit drops the "//" of unknown schemes such as redis+unix.
-    return (
-        head
-        + parts.path
-        + (f"?{query}" if query else "")
-        + (f"#{parts.fragment}" if parts.fragment else "")
-    )
+    if leaks or (credentials is not None and _ambiguous(credentials)):
+        reason = _UNENCODED
+    return f"{mask_url(url)!r}: {reason}"
 
 
 # --------------------------------------------------------------------------- databases
@@ -264,6 +356,7 @@ def parse_database_url(text: str) -> DatabaseTarget:
         params = tuple(parse_qsl(query, keep_blank_values=True))
         return database_target("sqlite", os.path.abspath(path), params=params)
 
+    _refuse_split_credentials(url)
     parts = urlsplit(url)
     try:
         port = parts.port or None  # a port of 0 has always read as "no port"
@@ -396,6 +489,7 @@ def parse_redis_url(text: str) -> RedisTarget:
         return RedisTarget(None, None, unquote(parts.path), db, user or None, password or None)
     if scheme not in ("redis", "rediss"):
         raise ValueError("unsupported scheme (redis://, rediss:// or redis+unix://)")
+    _refuse_split_credentials(text.strip())
     if not parts.hostname:
         raise ValueError("no host in the URL")
     try:

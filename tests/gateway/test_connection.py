@@ -45,14 +45,48 @@ class FakeOwner:
         self.slow.append(conn)
 
 
-def masked_text(value: str) -> bytes:
-    payload = value.encode()
+def masked(opcode: int, payload: bytes) -> bytes:
     mask = os.urandom(4)
     return (
-        bytes((0x81, 0x80 | len(payload)))
+        bytes((0x80 | opcode, 0x80 | len(payload)))
         + mask
         + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
     )
+
+
+def masked_text(value: str) -> bytes:
+    return masked(0x1, value.encode())
+
+
+# The largest ping a client may send, and the pong that answers it (2 + 125 bytes).
+PING = masked(0x9, b"p" * 125)
+PONG_SIZE = 127
+
+
+class MeteredConnection(ClientConnection):
+    """Records the most bytes ever left waiting in its transport after one of its writes."""
+
+    __slots__ = ("peak",)
+
+    def __init__(self, owner: FakeOwner) -> None:
+        super().__init__(owner)
+        self.peak = 0
+
+    def _output(self, data: bytes) -> None:
+        super()._output(data)
+        if self.transport is not None:
+            self.peak = max(self.peak, self.transport.get_write_buffer_size())
+
+
+async def flood_pings(writer: asyncio.StreamWriter, conn: MeteredConnection) -> None:
+    """Send pings and never read, until the server drops us (or buffers far too much)."""
+    chunk = PING * 64
+    try:
+        while conn.peak <= 8 * MAX_OUTGOING_BYTES:  # without a bound: stop, and fail
+            writer.write(chunk)
+            await writer.drain()
+    except ConnectionError:
+        pass  # dropped
 
 
 UPGRADE = (
@@ -71,11 +105,11 @@ def run(scenario: Callable[[], Awaitable[T]]) -> T:
 
 
 async def connected(
-    owner: FakeOwner,
+    owner: FakeOwner, factory: Callable[[FakeOwner], ClientConnection] = ClientConnection
 ) -> tuple[ClientConnection, asyncio.StreamReader, asyncio.StreamWriter]:
     server_side, client_side = socket.socketpair()
     loop = asyncio.get_running_loop()
-    _, conn = await loop.connect_accepted_socket(lambda: ClientConnection(owner), server_side)
+    _, conn = await loop.connect_accepted_socket(lambda: factory(owner), server_side)
     reader, writer = await asyncio.open_connection(sock=client_side)
     return conn, reader, writer
 
@@ -136,5 +170,62 @@ def test_a_client_that_does_not_read_is_dropped_and_reported() -> None:
         assert owner.slow == [conn]
         await wait_until(lambda: owner.closed == [conn], "the drop to be reported")
         writer.close()
+
+    run(scenario)
+
+
+def test_a_client_that_floods_pings_before_login_and_never_reads_is_dropped() -> None:
+    async def scenario() -> None:
+        owner = FakeOwner()
+        conn, _reader, writer = await connected(owner, MeteredConnection)
+        assert isinstance(conn, MeteredConnection)
+        writer.write(UPGRADE)
+        flood = asyncio.create_task(flood_pings(writer, conn))
+        await wait_until(lambda: owner.closed or flood.done(), "the flooding client to be dropped")
+        assert conn.peak <= MAX_OUTGOING_BYTES + PONG_SIZE
+        assert owner.closed == [conn] and owner.slow == [conn]
+        await flood
+        writer.close()
+
+    run(scenario)
+
+
+def test_a_logged_in_client_that_floods_pings_and_never_reads_is_dropped() -> None:
+    async def scenario() -> None:
+        owner = FakeOwner()
+        conn, _reader, writer = await connected(owner, MeteredConnection)
+        assert isinstance(conn, MeteredConnection)
+        writer.write(UPGRADE + masked_text("carol") + masked_text("pw"))
+        await wait_until(lambda: owner.logins, "the login request")
+        conn.accept_login("carol")
+        flood = asyncio.create_task(flood_pings(writer, conn))
+        await wait_until(lambda: owner.closed or flood.done(), "the flooding client to be dropped")
+        # Pongs obey the bound fan-out frames obey.
+        assert conn.peak <= MAX_OUTGOING_BYTES + PONG_SIZE
+        assert owner.closed == [conn] and owner.slow == [conn]
+        await flood
+        writer.close()
+
+    run(scenario)
+
+
+def test_closing_a_client_that_does_not_read_does_not_wait_for_it() -> None:
+    async def scenario() -> None:
+        owner = FakeOwner()
+        server_side, client_side = socket.socketpair()  # nothing ever reads client_side
+        loop = asyncio.get_running_loop()
+        _, conn = await loop.connect_accepted_socket(lambda: ClientConnection(owner), server_side)
+        client_side.sendall(UPGRADE + masked_text("dave") + masked_text("pw"))
+        await wait_until(lambda: owner.logins, "the login request")
+        conn.accept_login("dave")
+        frame = b"\x81\x7e\x10\x00" + b"x" * 4096
+        transport = conn.transport
+        assert transport is not None
+        while transport.get_write_buffer_size() == 0:  # the kernel's buffers are full
+            assert conn.send(frame)
+        conn.close()  # a close frame nobody will read: not waited for
+        await wait_until(lambda: owner.closed == [conn], "the connection to be closed")
+        assert owner.slow == []
+        client_side.close()
 
     run(scenario)

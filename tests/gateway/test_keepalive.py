@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -17,7 +18,7 @@ import pytest
 
 from gateway.connection import ClientConnection
 from gateway.session import SessionState
-from gateway.worker import PING_INTERVAL, Worker
+from gateway.worker import MAX_UNAUTHENTICATED, PING_INTERVAL, Worker
 from shared.config import Config, parse_redis_url
 from tests.support.processes import timeout, wait_for
 from tests.support.rawws import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, RawClient
@@ -27,7 +28,9 @@ T = TypeVar("T")
 
 
 class Harness:
-    def __init__(self, max_connection_time: int = 0) -> None:
+    def __init__(
+        self, max_connection_time: int = 0, max_unauthenticated: int = MAX_UNAUTHENTICATED
+    ) -> None:
         config = Config(nextcloud_url="http://127.0.0.1:9",
                         redis=(parse_redis_url("redis://127.0.0.1:9"),),
                         workers=1, bind="127.0.0.1",
@@ -35,10 +38,17 @@ class Harness:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.worker = Worker(config, 1, "/nonexistent/router.sock")
+        self.worker = Worker(
+            config, 1, "/nonexistent/router.sock", max_unauthenticated=max_unauthenticated
+        )
         self.clients: list[RawClient] = []
+        self.sockets: list[socket.socket] = []
+        # Login checks wait for this (set: they pass at once); clear it to hold them.
+        self.logins_pass = asyncio.Event()
+        self.logins_pass.set()
 
         async def any_password(username: str, password: str, forwarded: str) -> str:
+            await self.logins_pass.wait()
             return username
 
         self.worker.link.check_login = any_password  # type: ignore[method-assign]
@@ -71,6 +81,12 @@ class Harness:
         self.clients.append(client)
         return client
 
+    def idle_socket(self) -> socket.socket:
+        """A TCP connection that sends nothing (its session stays in HANDSHAKE)."""
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=timeout(10))
+        self.sockets.append(sock)
+        return sock
+
     def logged_in(self, user: str) -> RawClient:
         client = self.connect()
         client.send_text(user)
@@ -85,6 +101,8 @@ class Harness:
     def close(self) -> None:
         for client in self.clients:
             client.close()
+        for sock in self.sockets:
+            sock.close()
 
         async def shut() -> None:
             self.server.close()
@@ -161,24 +179,70 @@ def test_binary_login_frame_is_an_invalid_login(harness: Harness) -> None:
     assert client.closed()
 
 
-def test_connections_beyond_the_unauthenticated_bound_are_refused(
-    harness: Harness, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import socket
+@pytest.fixture
+def small() -> Iterator[Harness]:
+    """A harness whose worker holds at most 3 connections that have not logged in."""
+    h = Harness(max_unauthenticated=3)
+    yield h
+    h.close()
 
-    import gateway.worker as worker_module
 
-    bound = 3
-    monkeypatch.setattr(worker_module, "MAX_UNAUTHENTICATED", bound)
-    waiting = [harness.connect() for _ in range(bound)]
-    with socket.create_connection(("127.0.0.1", harness.port), timeout=timeout(10)) as extra:
-        assert extra.recv(16) == b""  # dropped at once
-    wait_for(lambda: harness.call(lambda: harness.worker.unauthenticated) == bound, 5,
-             "the refused connection to be forgotten")  # fmt: skip
-    for client in waiting:
-        client.close()
-    wait_for(lambda: harness.call(lambda: harness.worker.unauthenticated) == 0, 5,
-             "the counter to return to zero")  # fmt: skip
+def unauthenticated(harness: Harness) -> int:
+    return harness.call(lambda: harness.worker.unauthenticated)
+
+
+def dropped_counts(harness: Harness) -> tuple[int, int]:
+    """(evicted, refused) connections that had not logged in."""
+    stats = harness.worker.stats
+    return harness.call(lambda: (stats.unauthenticated_evicted, stats.unauthenticated_rejected))
+
+
+def dropped(sock: socket.socket) -> bool:
+    """True once the server has closed ``sock`` without sending anything more."""
+    return sock.recv(16) == b""
+
+
+def test_a_new_connection_evicts_the_oldest_that_has_not_sent_its_login(small: Harness) -> None:
+    oldest = small.idle_socket()  # in its handshake
+    wait_for(lambda: unauthenticated(small) == 1, 5, "the first connection")
+    second = small.connect()  # websocket open, no login sent
+    wait_for(lambda: unauthenticated(small) == 2, 5, "the second connection")
+    third = small.connect()
+    second.send_text("bob")  # a username only: still no login to check
+    wait_for(lambda: unauthenticated(small) == 3, 5, "the third connection")
+    # The bound is reached: each new connection drops the oldest waiting one.
+    newest = small.connect()
+    assert dropped(oldest)
+    again = small.connect()
+    assert dropped(second.sock)
+    newest.send_text("alice")
+    newest.send_text("password")
+    assert newest.recv() == (OP_TEXT, b"authenticated")
+    third.send_text("carol")
+    third.send_text("password")
+    assert third.recv() == (OP_TEXT, b"authenticated")
+    wait_for(lambda: unauthenticated(small) == 1, 5, "the evicted ones to be forgotten")
+    assert dropped_counts(small) == (2, 0)
+    again.close()
+    wait_for(lambda: unauthenticated(small) == 0, 5, "the counter to return to zero")
+
+
+def test_connections_whose_login_is_being_checked_are_never_evicted(small: Harness) -> None:
+    small.call(small.logins_pass.clear)
+    checked = [small.connect() for _ in range(3)]
+    for client in checked:
+        client.send_text("alice")
+        client.send_text("password")
+    wait_for(lambda: small.call(lambda: sum(c.state is SessionState.LOGIN for c in small.accepted)) == 3,
+             5, "three logins being checked")  # fmt: skip
+    extra = small.idle_socket()
+    assert dropped(extra)  # refused: nothing may be evicted
+    wait_for(lambda: unauthenticated(small) == 3, 5, "the refused connection to be forgotten")
+    small.call(small.logins_pass.set)
+    for client in checked:
+        assert client.recv() == (OP_TEXT, b"authenticated")
+    assert dropped_counts(small) == (0, 1)
+    assert unauthenticated(small) == 0
 
 
 def test_no_task_or_coroutine_per_open_connection(harness: Harness) -> None:

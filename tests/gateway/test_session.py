@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from websockets.frames import CloseCode
 
+from gateway.http import response
 from gateway.session import (
     ClientSession,
     HttpRequest,
@@ -147,6 +148,73 @@ def test_bad_requests_get_an_error_and_a_close(request_bytes: bytes, status: byt
     assert session.close_expected() and session.events_received() == []
 
 
+def test_a_head_request_gets_the_status_and_headers_without_the_body() -> None:
+    session = ClientSession()
+    session.receive_data(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    (event,) = session.events_received()
+    assert isinstance(event, HttpRequest) and event.head.method == "GET"  # answered as one
+    session.respond(response(200, "ok\n"))
+    answer = output(session)
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"Content-Length: 3\r\n" in answer  # the body a GET would get
+    assert answer.endswith(b"\r\n\r\n") and b"ok\n" not in answer
+    assert session.close_expected()
+
+
+def test_a_get_request_still_gets_its_body() -> None:
+    session = ClientSession()
+    session.receive_data(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    session.events_received()
+    session.respond(response(200, "ok\n"))
+    assert output(session).endswith(b"\r\n\r\nok\n")
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /healthz HTTP/1.1\nHost: x\n",  # bare LF, the blank line not even sent yet
+        b"GET /healthz HTTP/1.1\r\nHost: x\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\n",
+    ],
+)
+def test_bare_lf_line_endings_get_400_at_once(request_bytes: bytes) -> None:
+    session = ClientSession()
+    session.receive_data(request_bytes)
+    assert output(session).startswith(b"HTTP/1.1 400 ")
+    assert session.close_expected() and session.events_received() == []
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX Y: z\r\n\r\n",  # a space in the name
+        b"GET /healthz HTTP/1.1\r\nHost : x\r\n\r\n",  # white space before the colon
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n",  # obsolete line folding
+        b"GET /healthz HTTP/1.1\r\nHost: x\ry\r\n\r\n",  # bare CR
+    ],
+)
+def test_header_lines_that_are_not_field_lines_get_400(request_bytes: bytes) -> None:
+    session = ClientSession()
+    session.receive_data(request_bytes)
+    assert output(session).startswith(b"HTTP/1.1 400 ")
+    assert session.close_expected() and session.events_received() == []
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"get /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+        upgrade().replace(b"GET ", b"get ", 1),
+        b"PUT /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+    ],
+)
+def test_methods_are_case_sensitive_and_unknown_ones_get_501(request_bytes: bytes) -> None:
+    session = ClientSession()
+    session.receive_data(request_bytes)
+    assert output(session).startswith(b"HTTP/1.1 501 Not Implemented\r\n")
+    assert session.close_expected() and session.events_received() == []
+
+
 def test_an_endless_head_is_refused_once_over_the_limit() -> None:
     session = ClientSession()
     session.receive_data(b"GET / HTTP/1.1\r\n" + b"X: " + b"a" * 9000)
@@ -269,6 +337,32 @@ def test_a_close_frame_is_echoed_and_later_frames_ignored() -> None:
     assert session.close_expected()
     session.receive_data(text("more"))
     assert session.data_to_send() == []
+
+
+@pytest.mark.parametrize(
+    "code", [1000, 1001, 1002, 1003, 1007, 1008, 1011, 1012, 1013, 1014, 3000, 4000, 4999]
+)
+def test_a_close_code_a_client_may_send_is_echoed(code: int) -> None:
+    session = logged_in()
+    session.receive_data(client_frame(OP_CLOSE, code.to_bytes(2, "big")))
+    assert close_code(server_frames(output(session))[0]) == code
+
+
+# RFC 6455 section 7.4: 1004 is reserved; 1005, 1006 and 1015 are never put in
+# a frame; below 1000, 1016-2999 and from 5000 on nothing is defined.
+@pytest.mark.parametrize("code", [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535])
+def test_an_invalid_close_code_is_answered_with_1002(code: int) -> None:
+    session = logged_in()
+    session.receive_data(client_frame(OP_CLOSE, code.to_bytes(2, "big") + b"bye"))
+    frames = server_frames(output(session))
+    assert len(frames) == 1 and close_code(frames[0]) == CloseCode.PROTOCOL_ERROR
+    assert session.close_expected()
+
+
+def test_an_invalid_close_code_before_the_login_is_answered_with_1002() -> None:
+    session = opened()
+    session.receive_data(client_frame(OP_CLOSE, (1005).to_bytes(2, "big")))
+    assert close_code(server_frames(output(session))[0]) == CloseCode.PROTOCOL_ERROR
 
 
 def test_an_empty_close_frame_is_answered_with_1000() -> None:

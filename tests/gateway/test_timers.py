@@ -13,6 +13,15 @@ def test_deadlines_pop_only_what_is_due_in_order() -> None:
     assert len(deadlines) == 0
 
 
+def test_deadlines_iterate_oldest_first_and_forget_removed_items() -> None:
+    deadlines: Deadlines[str] = Deadlines(15)
+    for i, item in enumerate("abcd"):
+        deadlines.add(item, now=i)
+    deadlines.remove("b")
+    deadlines.add("a", now=10)  # re-added: now last
+    assert list(deadlines) == ["c", "d", "a"]
+
+
 def test_ping_wheel_visits_each_member_once_per_interval() -> None:
     wheel: PingWheel[str] = PingWheel(30)
     slot_a = wheel.add("a")

@@ -90,6 +90,11 @@ def test_close_payloads() -> None:
         parse_close(b"\x03")
     with pytest.raises(WebSocketProtocolError):
         parse_close(b"\x03\xe8\xff")
+    assert parse_close((1014).to_bytes(2, "big")) == (1014, "")
+    assert parse_close((4999).to_bytes(2, "big")) == (4999, "")
+    for invalid in (0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535):
+        with pytest.raises(WebSocketProtocolError):
+            parse_close(invalid.to_bytes(2, "big"))
 
 
 @given(st.binary(max_size=300))

@@ -82,7 +82,9 @@ def test_malformed_events_are_dropped_and_later_ones_delivered(
         publisher.publish(channel, payload)
     marker = sentinel(publisher, "alice")
     assert alice.recv_until(marker) == []
-    wait_for(lambda: gateway.log().count("dropping invalid event") >= len(bad), 10, "warnings")
+    # Warned about, at most one line per 10 s (a flood of bad events must not flood
+    # the log); the rest are counted in events_dropped_total{reason="invalid"}.
+    wait_for(lambda: "dropping invalid event" in gateway.log(), 10, "the warning")
 
 
 def test_pre_auth_token_works_once_across_workers(

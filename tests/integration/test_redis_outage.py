@@ -52,6 +52,8 @@ def test_gateway_survives_a_redis_restart(
             publisher.close()
             assert alice.recv() == "back"  # the connection lived through the outage
             assert gateway.process.poll() is None
+            clients.close()
+            assert gateway.stop() == 0
         finally:
             restarted.terminate()
             restarted.wait()

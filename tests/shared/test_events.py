@@ -68,6 +68,13 @@ def test_valid_payloads(channel: str, payload: bytes, expected: ev.Event) -> Non
         ("notify_query", b'"status"'),
         ("notify_signal", b'"stop"'),
         ("notify_activity", b"[" * 100_000),
+        # JSON escapes of lone surrogates: valid JSON, not sendable as UTF-8.
+        ("notify_custom", b'{"user": "u", "message": "m", "body": "\\ud800"}'),
+        ("notify_custom", b'{"user": "u", "message": "\\udfff"}'),
+        ("notify_activity", b'{"user": "\\ud800"}'),
+        ("notify_pre_auth", b'{"user": "u", "token": "\\ud83d"}'),
+        ("notify_storage_update", b'{"storage": 1, "path": "\\ud800", "file_id": 1}'),
+        ("notify_group_membership_update", b'{"user": "u", "group": "\\ud800"}'),
     ],
 )
 def test_invalid_payloads_raise_event_error_naming_the_channel(
@@ -104,3 +111,10 @@ def test_arbitrary_json_raises_only_event_error(channel: str, value: object) -> 
 
     with contextlib.suppress(EventError):
         ev.decode_event(channel, json.dumps(value).encode())
+
+
+def test_a_surrogate_pair_escape_is_a_valid_character() -> None:
+    event = ev.decode_event(
+        "notify_custom", b'{"user": "u", "message": "m", "body": "\\ud83d\\ude00"}'
+    )
+    assert isinstance(event, ev.Custom) and event.body == '"\U0001f600"'

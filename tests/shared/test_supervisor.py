@@ -1,4 +1,4 @@
-"""The supervisor over dummy children: slots, restarts, heartbeats, shutdown order.
+"""The supervisor over dummy children: slots, restarts, heartbeats, shutdown order, orphans.
 
 The supervisor runs in the main thread of its own process (it installs signal
 handlers) through ``tests.support.supervised``; the children only record what
@@ -29,6 +29,11 @@ class Supervised:
     log_path: Path
     socket_path: Path
     workers: int
+    temp_dir: Path  # its TMPDIR, where the private IPC directory is made
+
+    def ipc_dirs(self) -> list[Path]:
+        """The IPC directories named with this supervisor's pid."""
+        return sorted(self.temp_dir.glob(f"notify-push-gateway-{self.process.pid}-*"))
 
     @property
     def names(self) -> list[str]:
@@ -64,15 +69,24 @@ class Supervised:
 
 
 class StartSupervised(Protocol):
-    def __call__(self, *, workers: int = 2, stubborn: str | None = None) -> Supervised: ...
+    def __call__(
+        self, *, workers: int = 2, stubborn: str | None = None, no_deathsig: str | None = None
+    ) -> Supervised: ...
 
 
 @pytest.fixture
 def start_supervised(tmp_path: Path) -> Iterator[StartSupervised]:
     started: list[Supervised] = []
+    # Shared by the supervisors of one test, as /tmp is by those of one host.
+    temp_dir = tmp_path / "tmp"
+    temp_dir.mkdir()
 
-    def start(*, workers: int = 2, stubborn: str | None = None) -> Supervised:
-        events, log_path, socket_path = (tmp_path / "events", tmp_path / "log", tmp_path / "sock")
+    def start(
+        *, workers: int = 2, stubborn: str | None = None, no_deathsig: str | None = None
+    ) -> Supervised:
+        run_dir = tmp_path / f"run{len(started)}"
+        run_dir.mkdir()
+        events, log_path, socket_path = (run_dir / "events", run_dir / "log", run_dir / "sock")
         command = [
             sys.executable, "-m", "tests.support.supervised", str(events), str(socket_path),
             "--workers", str(workers), "--heartbeat-timeout", str(timeout(2)),
@@ -80,12 +94,16 @@ def start_supervised(tmp_path: Path) -> Iterator[StartSupervised]:
         ]  # fmt: skip
         if stubborn:
             command += ["--stubborn", stubborn]
+        if no_deathsig:
+            command += ["--no-deathsig", no_deathsig]
+        env = {**os.environ, "TMPDIR": str(temp_dir)}
         with log_path.open("wb") as log_file:
             # A session of its own: teardown kills the whole tree by its group.
             process = subprocess.Popen(
-                command, cwd=REPO, stdout=log_file, stderr=log_file, start_new_session=True
-            )
-        supervised = Supervised(process, events, log_path, socket_path, workers)
+                command, cwd=REPO, stdout=log_file, stderr=log_file, start_new_session=True,
+                env=env,
+            )  # fmt: skip
+        supervised = Supervised(process, events, log_path, socket_path, workers, temp_dir)
         started.append(supervised)
         return supervised
 
@@ -107,7 +125,12 @@ def _ppid(pid: int) -> int:
 
 
 def _gone(pid: int) -> bool:
-    return not Path(f"/proc/{pid}").exists()
+    """True once ``pid`` has exited (a zombie not yet reaped by init counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
 
 
 def test_every_slot_starts_named_with_its_arguments(start_supervised: StartSupervised) -> None:
@@ -189,3 +212,63 @@ def test_a_child_that_ignores_sigterm_is_killed_after_the_deadline(
     assert ("stop", "worker-1") not in events
     # The router waited for the stubborn worker's deadline before it was asked to stop.
     assert events[-1] == ("stop", "router")
+
+
+def _kill_supervisor(supervised: Supervised) -> None:
+    supervised.process.kill()
+    supervised.process.wait(timeout(10))
+
+
+def _deathsigs(supervised: Supervised) -> dict[str, int]:
+    """Child name -> the parent-death signal it recorded running with."""
+    words = [line.split() for line in supervised.lines()]
+    return {w[1]: int(w[3]) for w in words if w[0] == "deathsig"}
+
+
+def test_children_end_when_the_supervisor_is_killed(start_supervised: StartSupervised) -> None:
+    supervised = start_supervised(workers=2)
+    running = supervised.running()
+    # The kernel is to tell each child, with SIGTERM, when the supervisor dies.
+    assert _deathsigs(supervised) == dict.fromkeys(running, int(signal.SIGTERM))
+    _kill_supervisor(supervised)
+    wait_for(lambda: all(_gone(pid) for pid in running.values()), 5, "every child to end")
+    # Each was stopped the graceful way, by a SIGTERM (the parent-death signal).
+    stops = {name for event, name, _ in supervised.events() if event == "stop"}
+    assert stops == set(running)
+
+
+def test_a_child_without_the_death_signal_stops_on_its_heartbeat(
+    start_supervised: StartSupervised,
+) -> None:
+    supervised = start_supervised(workers=1, no_deathsig="worker-1")
+    running = supervised.running()
+    assert _deathsigs(supervised)["worker-1"] == 0
+    _kill_supervisor(supervised)
+    wait_for(lambda: _gone(running["worker-1"]), 5, "worker-1 to see its supervisor is gone")
+    assert ("stop", "worker-1", running["worker-1"]) in supervised.events()
+    assert f"the supervisor (pid {supervised.process.pid}) is gone; stopping" in supervised.log()
+
+
+def test_a_new_supervisor_removes_the_ipc_directory_a_killed_one_left(
+    start_supervised: StartSupervised,
+) -> None:
+    killed = start_supervised(workers=1)
+    running = killed.running()
+    (left,) = killed.ipc_dirs()
+    _kill_supervisor(killed)
+    wait_for(lambda: all(_gone(pid) for pid in running.values()), 5, "every child to end")
+    assert left.is_dir()  # nobody cleaned up after a SIGKILL
+    # A live supervisor's directory (this process stands in for it) and one
+    # without a pid in its name are not a new supervisor's to remove.
+    live = killed.temp_dir / f"notify-push-gateway-{os.getpid()}-live"
+    unnamed = killed.temp_dir / "notify-push-gateway-abcd1234"
+    live.mkdir()
+    unnamed.mkdir()
+    second = start_supervised(workers=1)
+    second.running()
+    assert not left.exists()
+    assert live.is_dir() and unnamed.is_dir()
+    assert len(second.ipc_dirs()) == 1
+    second.process.send_signal(signal.SIGTERM)
+    assert second.wait_exit() == 0
+    assert second.ipc_dirs() == []

@@ -2,8 +2,9 @@
 
 Starts a redis-server on a free port (or uses ``REDIS_URL``), a SQLite
 database with the Nextcloud tables and two demo users, the stub Nextcloud for
-logins, and the gateway with 2 workers; prints how to connect; stops
-everything on Ctrl-C. Development tooling only: production runs the
+logins and the browser demo page (``tests/support/stub_nextcloud/web.py``),
+and the gateway with 2 workers; prints how to connect; stops everything on
+Ctrl-C. Development tooling only: production runs the
 ``notify-push-gateway`` command against a real Nextcloud.
 """
 
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 DEMO_USERS = {"alice": "alice-password", "bob": "bob-password"}
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 class StackError(Exception):
@@ -33,6 +34,14 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def preferred_port(port: int) -> int:
+    """``port`` when nothing listens on it on 127.0.0.1, else any free port."""
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            return free_port()
+    return port
 
 
 def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None:
@@ -86,6 +95,18 @@ def ready(url: str) -> bool:
         return False
 
 
+def set_up_push(stub_url: str, base_endpoint: str) -> None:
+    """What ``occ notify_push:setup`` does: the stub's capabilities name the gateway."""
+    request = urllib.request.Request(
+        f"{stub_url}/stub/notify_push_setup?base_endpoint={base_endpoint}", method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5):
+            pass
+    except OSError as exc:
+        raise StackError(f"the stub Nextcloud refused the push setup: {exc}") from exc
+
+
 def main() -> int:
     workdir = REPO / "run"
     workdir.mkdir(exist_ok=True)
@@ -101,7 +122,7 @@ def main() -> int:
             redis_cli = f"redis-cli -u '{redis_url}'"
         database = workdir / "nextcloud.db"
         database.unlink(missing_ok=True)
-        stub_port = free_port()
+        stub_port = preferred_port(7868)  # a stable address for the browser page
         stub = subprocess.Popen(
             [sys.executable, "-m", "tests.support.stub_nextcloud", "--port", str(stub_port),
              "--sqlite", str(database), "--redis-url", redis_url,
@@ -109,10 +130,9 @@ def main() -> int:
             stdout=subprocess.DEVNULL, cwd=REPO,
         )  # fmt: skip
         processes.append(stub)
-        port = int(os.environ.get("PORT", "7867"))
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                port = free_port()  # 7867 is taken (another gateway?): use any free port
+        stub_url = f"http://127.0.0.1:{stub_port}"
+        # 7867 taken (another gateway?): any free port.
+        port = preferred_port(int(os.environ.get("PORT", "7867")))
         gateway = subprocess.Popen(
             [str(Path(sys.executable).with_name("notify-push-gateway")),
              "--nextcloud-url", f"http://127.0.0.1:{stub_port}", "--redis-url", redis_url,
@@ -122,6 +142,8 @@ def main() -> int:
         )  # fmt: skip
         processes.append(gateway)
         wait_until(lambda: ready(f"http://127.0.0.1:{port}/readyz"), 30, "the gateway")
+        wait_until(lambda: ready(f"{stub_url}/stub/stats"), 10, "the stub Nextcloud")
+        set_up_push(stub_url, f"http://127.0.0.1:{port}/push")
         print(
             f"""
 notify-push-gateway is running with 2 workers.
@@ -129,6 +151,9 @@ notify-push-gateway is running with 2 workers.
   websocket:   ws://127.0.0.1:{port}/ws   (also /push/ws)
   demo users:  alice / {DEMO_USERS["alice"]}    bob / {DEMO_USERS["bob"]}
   health:      http://127.0.0.1:{port}/healthz   http://127.0.0.1:{port}/readyz
+
+In a browser (logged in as alice through pre-auth; ?user=bob for bob):
+  {stub_url}/demo?user=alice
 
 Connect (type the username, then the password, one per line):
   .venv/bin/python -m websockets ws://127.0.0.1:{port}/ws

@@ -95,6 +95,14 @@ class Stub:
         with urllib.request.urlopen(request, timeout=timeout(5)):
             pass
 
+    def trust_proxy(self, trusted: bool) -> None:
+        """Whether the stub believes X-Forwarded-For (Nextcloud's trusted_proxies)."""
+        request = urllib.request.Request(
+            f"{self.url}/stub/proxy?trusted={int(trusted)}", method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=timeout(5)):
+            pass
+
     def set_app_version(self, version: str) -> None:
         """The version the stub's notify_push app reports through Redis."""
         request = urllib.request.Request(
