@@ -156,6 +156,7 @@ class Worker:
             now = time.monotonic()
             if heartbeat is not None:
                 heartbeat.beat()
+                heartbeat.report(self.link.is_ready, self.connections)
             self.tick(now)
             if now - last_stats >= STATS_INTERVAL:
                 last_stats = now

@@ -192,6 +192,7 @@ class Router:
         while True:
             if heartbeat is not None:
                 heartbeat.beat()
+                heartbeat.report(self.listener.subscribed, self.interest.active_connections)
             self.tokens.expire(time.monotonic())
             self._broadcast_status()
             self._save_counters()

@@ -32,13 +32,26 @@ class Heartbeat:
     Built by the supervisor before the fork, so it knows the supervisor's pid.
     """
 
-    __slots__ = ("_array", "_orphaned_at", "_slot", "_supervisor")
+    __slots__ = ("_array", "_orphaned_at", "_slot", "_status", "_supervisor")
 
-    def __init__(self, array: SynchronizedArray[float], slot: int) -> None:
+    def __init__(
+        self,
+        array: SynchronizedArray[float],
+        slot: int,
+        status: SynchronizedArray[float] | None = None,
+    ) -> None:
         self._array = array
         self._slot = slot
+        self._status = status
         self._supervisor = os.getpid()
         self._orphaned_at: float | None = None
+
+    def report(self, ready: bool, connections: int) -> None:
+        """What the supervisor tells systemd: this child serves (router: subscribed to
+        Redis; worker: linked to the router) and the connections it holds."""
+        if self._status is not None:
+            self._status[2 * self._slot] = 1.0 if ready else 0.0
+            self._status[2 * self._slot + 1] = float(connections)
 
     def beat(self) -> None:
         """Record that the loop runs; stop this process if its supervisor is gone."""

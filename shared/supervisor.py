@@ -42,7 +42,7 @@ from multiprocessing.context import ForkProcess
 from multiprocessing.sharedctypes import SynchronizedArray
 from typing import TypeAlias
 
-from shared import logs
+from shared import logs, systemd
 from shared.config import Config
 from shared.heartbeat import Heartbeat
 from shared.listener import close_listener, open_listener, raise_file_limit
@@ -107,6 +107,12 @@ class Supervisor:
         self._heartbeats: SynchronizedArray[float] = self._ctx.Array(
             ctypes.c_double, config.workers + 1, lock=False
         )
+        # Per slot: 1.0 while the child serves, and its connections (Heartbeat.report).
+        self._status: SynchronizedArray[float] = self._ctx.Array(
+            ctypes.c_double, 2 * (config.workers + 1), lock=False
+        )
+        self._notifier = systemd.Notifier()
+        self._ready_notified = False
         self._slots = [Slot(i, name="router" if i == ROUTER_SLOT else f"worker-{i}")
                        for i in range(config.workers + 1)]  # fmt: skip
         self._stop_signal: int | None = None
@@ -135,14 +141,17 @@ class Supervisor:
                 self._start(slot)
             while self._stop_signal is None:
                 self._check_children()
+                self._tell_systemd()
                 time.sleep(self._loop_interval)
             log.info("signal %d received: shutting down", self._stop_signal)
+            self._notifier.stopping()
             self._shutdown()
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             shutil.rmtree(self._ipc_dir, ignore_errors=True)
             close_listener(self.config, self._unix_socket)
+            self._notifier.close()
         return 0
 
     def _on_signal(self, signum: int, _frame: object) -> None:
@@ -150,7 +159,9 @@ class Supervisor:
 
     def _start(self, slot: Slot) -> None:
         self._heartbeats[slot.index] = time.monotonic()
-        heartbeat = Heartbeat(self._heartbeats, slot.index)
+        self._status[2 * slot.index] = 0.0  # not serving until the new child says so
+        self._status[2 * slot.index + 1] = 0.0
+        heartbeat = Heartbeat(self._heartbeats, slot.index, self._status)
         run: Callable[[], None]
         if slot.index == ROUTER_SLOT:
             run = functools.partial(self._router, self.config, self.ipc_path, heartbeat)
@@ -196,6 +207,28 @@ class Supervisor:
             )  # fmt: skip
             process.close()
             slot.process, slot.restart_at = None, now + delay
+
+    def _tell_systemd(self) -> None:
+        """READY=1 once every child serves (what /readyz checks), then STATUS, WATCHDOG."""
+        self._notifier.watchdog()
+        if not self._notifier.enabled:
+            return
+        slots = len(self._slots)
+        serving = [self._status[2 * i] == 1.0 for i in range(slots)]
+        connections = int(sum(self._status[2 * i + 1] for i in range(1, slots)))
+        workers = sum(serving[1:])
+        if not serving[ROUTER_SLOT]:
+            status = "waiting for the router's Redis subscription"
+        elif workers < slots - 1:
+            status = f"{workers} of {slots - 1} workers linked"
+        else:
+            status = f"{connections} connections on {workers} workers"
+        ready = all(serving)
+        if ready and not self._ready_notified:
+            self._ready_notified = True
+            self._notifier.ready(status)
+        else:
+            self._notifier.status(status)
 
     def _shutdown(self) -> None:
         workers = [s for s in self._slots if s.index != ROUTER_SLOT]
