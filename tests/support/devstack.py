@@ -44,12 +44,16 @@ def preferred_port(port: int) -> int:
     return port
 
 
+POLL_INTERVAL = 0.05
+
+
 def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    """Poll ``condition`` until it holds; StackError after ``seconds``."""
     deadline = time.monotonic() + seconds
     while not condition():
         if time.monotonic() > deadline:
             raise StackError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+        time.sleep(POLL_INTERVAL)
 
 
 def redis_answers(port: int) -> bool:
