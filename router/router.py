@@ -512,6 +512,9 @@ class Router:
 
         async def metrics(_request: web.Request) -> web.Response:
             await self.fresh_statistics()
+            # Saved first (no await between): whatever a scraper sees, a router
+            # started after a crash of this one starts from, so no counter goes back.
+            self._save_counters()
             return web.Response(body=generate_latest(registry), content_type="text/plain",
                                 charset="utf-8")  # fmt: skip
 
@@ -548,8 +551,10 @@ class Router:
                 self._metrics_again = False
                 # The sums over every live instance; whichever answers last stores them all.
                 await self.fresh_statistics()
+                snapshot = self.metrics_snapshot()
+                self._save_counters()  # as for a scrape: what is shown is kept
                 with contextlib.suppress(RedisUnavailable):  # logged by the shared state
-                    await self.shared.store_metrics(self.metrics_snapshot())
+                    await self.shared.store_metrics(snapshot)
                 if not self._metrics_again:
                     return
         finally:

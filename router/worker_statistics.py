@@ -7,6 +7,14 @@ new worker process, so the counters of a process that has gone are kept here
 decreases while the gateway runs, as Prometheus requires. A worker whose link
 dropped but whose process lives (same pid in its next ``Hello``) carries on
 with its own numbers; its gauges count only while it is linked.
+
+The router itself may be restarted too (its workers keep their connections
+and their counts): the book and the router's own counters are saved to a
+file in the gateway's private IPC directory every second, before every
+scrape and ``notify_query`` answer, and when the router stops; a new router
+starts from them (:meth:`WorkerStatisticsBook.load`). A router killed
+outright loses only counts nobody has seen, so no counter that Prometheus
+read ever goes back.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ import asyncio
 
 from router.worker_statistics import WorkerStatisticsBook
 from shared.statistics import WorkerStatistics
+from tests.support.processes import timeout
+from tests.support.waiting import wait_until
 
 
 def stats(connections: int, total: int) -> WorkerStatistics:
@@ -43,12 +45,11 @@ def test_wait_fresh_returns_when_every_asked_worker_answered() -> None:
         book.linked(1, pid=100)
         book.linked(2, pid=200)
         waiter = asyncio.ensure_future(book.wait_fresh({1, 2}))
-        await asyncio.sleep(0)
+        await wait_until(lambda: book._waiting, "the waiter to register")
         book.update(1, stats(1, 1))
-        await asyncio.sleep(0)
         assert not waiter.done()
         book.update(2, stats(1, 1))
-        async with asyncio.timeout(1):
+        async with asyncio.timeout(timeout(5)):
             await waiter
 
     asyncio.run(scenario())
