@@ -81,7 +81,7 @@ class SelfTest:
         return hmac.compare_digest(expected, token.encode())
 
     async def _mapping(self, argument: str) -> Answer:
-        if not argument.isdigit() or int(argument) >= 2**32:
+        if not (argument.isascii() and argument.isdigit()) or int(argument) >= 2**32:
             return Answer(400, "Invalid storage id")
         if self._count is None:
             return Answer(503, "No database configured")

@@ -94,8 +94,8 @@ def _watchdog_interval(environ: Mapping[str, str]) -> float | None:
     """Half of ``WATCHDOG_USEC`` in seconds, if the watchdog is meant for this process."""
     usec = environ.get("WATCHDOG_USEC", "")
     pid = environ.get("WATCHDOG_PID", "")
-    if not usec.isdigit() or int(usec) == 0:
+    if not (usec.isascii() and usec.isdigit()) or int(usec) == 0:
         return None
-    if pid and (not pid.isdigit() or int(pid) != os.getpid()):
+    if pid and (not (pid.isascii() and pid.isdigit()) or int(pid) != os.getpid()):
         return None
     return int(usec) / 2 / 1_000_000

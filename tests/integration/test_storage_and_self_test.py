@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import urllib.request
 
 import pytest
@@ -75,6 +76,11 @@ def test_self_test_endpoints(gateway: Gateway, stub: Stub, publisher: redis.Redi
         wait_for(lambda base=base: http_get(f"{base}/cookie", ok) == (200, "987654"), 10, "cookie")
         assert http_get(f"{base}/mapping/{SHARED_STORAGE}", ok) == (200, "63")
         assert http_get(f"{base}/mapping/abc", ok)[0] == 400
+        # A raw byte 0xB2 reads as "²": a digit to str.isdigit() that int() refuses.
+        # Still a clear 400, not a task that dies and leaves the client waiting.
+        with socket.create_connection(("127.0.0.1", gateway.port), timeout=timeout(10)) as sock:
+            sock.sendall(b"GET /push/test/mapping/\xb2 HTTP/1.1\r\ntoken: the-token\r\n\r\n")
+            assert sock.recv(64).startswith(b"HTTP/1.1 400 ")
         assert http_get(f"{base}/remote/198.51.100.7", ok) == (200, "198.51.100.7")
         assert http_get(f"{base}/remote/notanip", ok)[0] == 400
         assert http_get(f"{base}/reverse_cookie", ok) == (200, "0")
