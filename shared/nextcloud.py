@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from shared.errors import LoginRefused, NextcloudUnavailable
+from shared.logs import Throttle
 from shared.statistics import LOGIN_BUCKETS, Histogram
 
 log = logging.getLogger("shared.nextcloud")
@@ -117,6 +118,8 @@ class NextcloudClient:
         self._tasks: set[asyncio.Task[str]] = set()
         self._session: aiohttp.ClientSession | None = None
         self.statistics = LoginStatistics()
+        # A hanging Nextcloud abandons every login at once: one line per 10 s.
+        self._abandoned = Throttle(log)
         self.login_seconds = Histogram(LOGIN_BUCKETS)
 
     def _session_or_new(self) -> aiohttp.ClientSession:
@@ -213,7 +216,9 @@ class NextcloudClient:
             del self._in_flight[key]  # an identical login arriving now starts afresh
         check.task.cancel()
         if waited is not None:
-            log.warning("login check abandoned: no answer from Nextcloud within %.1f s", waited)
+            self._abandoned.warning(
+                "login check abandoned: no answer from Nextcloud within %.1f s", waited
+            )
 
     async def _check(self, key: bytes, credentials: bytes, forwarded_for: str) -> str:
         try:
