@@ -18,7 +18,14 @@ import pytest
 
 from tests.integration.conftest import USERS, ready_gateway
 from tests.support.client import Client
-from tests.support.processes import Gateway, RedisServer, Stub, free_port, http_get, wait_for
+from tests.support.processes import (
+    Gateway,
+    RedisServer,
+    Stub,
+    free_port,
+    scrape_metrics,
+    wait_for,
+)
 from tests.support.rawws import OP_TEXT, RawClient
 
 pytestmark = pytest.mark.integration
@@ -126,14 +133,7 @@ def test_a_ping_flood_that_never_reads_is_dropped_and_memory_stays_bounded(
 
 
 def scrape(port: int) -> dict[str, float]:
-    status, body = http_get(f"http://127.0.0.1:{port}/metrics")
-    assert status == 200, body
-    values: dict[str, float] = {}
-    for line in body.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            values[name] = float(value)
-    return values
+    return scrape_metrics(f"http://127.0.0.1:{port}/metrics")
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from tests.support.processes import (
     Stub,
     free_port,
     http_get,
+    scrape_metrics,
     wait_for,
 )
 
@@ -38,14 +39,7 @@ def metered(
 
 
 def scrape(port: int) -> dict[str, float]:
-    status, body = http_get(f"http://127.0.0.1:{port}/metrics")
-    assert status == 200, body
-    values: dict[str, float] = {}
-    for line in body.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            values[name] = float(value)
-    return values
+    return scrape_metrics(f"http://127.0.0.1:{port}/metrics")
 
 
 def test_metrics_sum_over_workers(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ import redis
 
 from tests.integration.conftest import USERS, ready_gateway
 from tests.support.client import Client
-from tests.support.processes import Gateway, RedisServer, Stub, free_port, http_get, wait_for
+from tests.support.processes import Gateway, RedisServer, Stub, free_port, scrape_metrics, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -32,11 +31,9 @@ def scraped(
 
 
 def sample(url: str, name: str) -> float:
-    status, body = http_get(url)
-    assert status == 200, body
-    match = re.search(rf"^{re.escape(name)} (\S+)$", body, re.MULTILINE)
-    assert match is not None, body
-    return float(match.group(1))
+    values = scrape_metrics(url)
+    assert name in values, sorted(values)
+    return values[name]
 
 
 def test_a_scrape_right_after_logins_counts_them(

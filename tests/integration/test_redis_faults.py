@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from tests.support.processes import (
     Stub,
     free_port,
     http_get,
+    scrape_metrics,
     start_gateway,
     start_redis,
     wait_for,
@@ -39,9 +39,7 @@ class Stack:
         return redis.Redis(port=self.redis.port)
 
     def metric(self, name: str) -> float:
-        _status, body = http_get(self.metrics_url)
-        match = re.search(rf"^{re.escape(name)} (\S+)$", body, re.MULTILINE)
-        return float(match.group(1)) if match else -1.0
+        return scrape_metrics(self.metrics_url).get(name, -1.0)
 
 
 @pytest.fixture

@@ -177,3 +177,19 @@ def nextcloud_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[See
         yield SeededDatabase(dialect, url, prefix, seed_server)
     finally:
         asyncio.run(runner(schema.drop_table_statements(dialect, prefix), (), prefix))
+
+
+class RecordingTransport:
+    """A transport that keeps what is written (a router link's far end, in tests)."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.chunks.append(data)
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass

@@ -11,21 +11,8 @@ from router.router import Router
 from shared import ipc
 from shared.config import Config, parse_redis_url
 from shared.nextcloud import COMMUNICATION_ERROR
+from tests.router.conftest import RecordingTransport
 from tests.support.processes import timeout
-
-
-class RecordingTransport:
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        self.chunks.append(data)
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def close(self) -> None:
-        pass
 
 
 def test_an_unforeseen_error_while_verifying_still_answers_the_login(

@@ -12,21 +12,8 @@ from router.router import Router
 from shared import ipc
 from shared.config import Config, parse_redis_url
 from shared.messages import MessageKind
+from tests.router.conftest import RecordingTransport
 from tests.support.waiting import wait_until
-
-
-class RecordingTransport:
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        self.chunks.append(data)
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def close(self) -> None:
-        pass
 
 
 @pytest.fixture

@@ -52,6 +52,18 @@ def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]
         return 0, ""
 
 
+def scrape_metrics(url: str) -> dict[str, float]:
+    """Every sample of a /metrics page, by name with its labels as written."""
+    status, body = http_get(url)
+    assert status == 200, body
+    values: dict[str, float] = {}
+    for line in body.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return values
+
+
 @dataclass
 class RedisServer:
     port: int
